@@ -1,6 +1,69 @@
-"""dgp-toolkit: restore and edit images with a deep generative prior (placeholder, filled by the foundation work)."""
+"""dgp-toolkit: restore and edit images with a deep generative prior (DGP, Pan et al. 2020).
+
+The public Python API. Names are imported on first use, so ``import dgp_toolkit`` is
+cheap and does not import torch.
+
+>>> import dgp_toolkit
+>>> blur = dgp_toolkit.get_degradation("blur", sigma="2")      # doctest: +SKIP
+>>> dgp_toolkit.parse_degradation(blur.spec) == blur            # doctest: +SKIP
+True
+>>> [p["entry_point"] for p in dgp_toolkit.list_plugins()][:1]
+['dgp_toolkit.plugins.degradations']
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from dgp_toolkit._version import __version__
+from dgp_toolkit.errors import DGPError, DGPUsageError, PluginError
 from dgp_toolkit.hookspecs import hookimpl
 
-__all__ = ["__version__", "hookimpl"]
+# Public names provided by other modules, imported when first accessed: name -> module.
+# Adding a public name is one line here.
+_LAZY: dict[str, str] = {
+    "get_degradation": "dgp_toolkit.registry",
+    "parse_degradation": "dgp_toolkit.registry",
+    "get_loss": "dgp_toolkit.registry",
+    "get_schedule": "dgp_toolkit.registry",
+    "list_plugins": "dgp_toolkit.registry",
+    "get_registry": "dgp_toolkit.registry",
+    "Degradation": "dgp_toolkit.plugins.degradations.base",
+    "Option": "dgp_toolkit.plugins.degradations.base",
+    # "load_prior": "dgp_toolkit.priors",      # with the BigGAN prior
+    # "restore": "dgp_toolkit.engine",         # with the engine
+}
+
+__all__ = [
+    "DGPError",
+    "DGPUsageError",
+    "PluginError",
+    "__version__",
+    "hookimpl",
+    *_LAZY,
+]
+
+if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
+    from dgp_toolkit.plugins.degradations.base import Degradation, Option
+    from dgp_toolkit.registry import (
+        get_degradation,
+        get_loss,
+        get_registry,
+        get_schedule,
+        list_plugins,
+        parse_degradation,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'dgp_toolkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -11,15 +11,26 @@ Third-party plugins are found through the ``dgp_toolkit`` entry-point group::
     [project.entry-points.dgp_toolkit]
     my_plugin = "my_package.my_module"
 
+When the hooks are called: once per registry build, that is the first time a command
+or a Python call (``get_degradation``, ``list_plugins`` ...) needs the registry, plugin
+by plugin (built-ins first, then entry points). A plugin whose import fails, whose hook
+raises, that registers a name already taken, or that defines a ``@hookimpl`` function
+whose name is not one of the hooks below (a typo) is skipped as a whole, with one
+warning naming it (an error under ``DGP_TOOLKIT_STRICT_PLUGINS=1``).
+
 Implementations may accept a subset of a hook's arguments (pluggy passes only the
-ones asked for), so the specs below can grow without breaking plugins.
+ones asked for), so the specs below can grow without breaking plugins. None of the
+hooks returns anything (``firstresult`` is not used).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import pluggy
+
+if TYPE_CHECKING:  # click is only needed by type checkers here
+    import click
 
 PROJECT_NAME = "dgp_toolkit"
 
@@ -31,11 +42,14 @@ class Register(Protocol):
     """The callback handed to every ``register_*`` hook: ``register(name, factory)``.
 
     ``name`` is the public name (``[a-z0-9][a-z0-9_-]*``) used on the command line and
-    in Python; ``factory(**options)`` builds the object. Registering a name that is
-    already taken raises :class:`dgp_toolkit.errors.PluginError`.
+    in Python; ``factory(**options)`` builds the object. ``factory`` may also be a
+    string ``"package.module:attribute"``: it is imported only when first used, which
+    keeps ``dgp-tool --help`` from importing torch. Registering a name that is already
+    taken (or invalid) raises :class:`dgp_toolkit.errors.PluginError` and the whole
+    plugin is skipped.
     """
 
-    def __call__(self, name: str, factory: Callable[..., Any]) -> None: ...
+    def __call__(self, name: str, factory: Callable[..., Any] | str) -> None: ...
 
 
 @hookspec
@@ -53,7 +67,10 @@ def register_degradations(register: Register) -> None:
 
         @hookimpl
         def register_degradations(register):
-            register("pixelate", Pixelate)
+            register("pixelate", "my_package.pixelate:Pixelate")  # imported lazily
+
+    Args:
+        register: ``register(name, factory)``; see :class:`Register`.
     """
 
 
@@ -64,6 +81,9 @@ def register_priors(register: Register) -> None:
     Called once, when the registry is first needed. ``factory(**options)`` returns a
     prior (see ``dgp_toolkit.priors``); options include ``device``. ``load_prior(name)``
     and ``--prior NAME`` look names up here.
+
+    Args:
+        register: ``register(name, factory)``; see :class:`Register`.
     """
 
 
@@ -74,7 +94,11 @@ def register_losses(register: Register) -> None:
     Called once, when the registry is first needed. ``factory(**options)`` returns a
     callable ``loss(state) -> scalar tensor`` on the optimization state (degraded
     generated image, target, cached target features, latent). Weights per stage come
-    from the schedule, not from the loss.
+    from the schedule, not from the loss. ``dgp_toolkit.get_loss(name, **options)``
+    looks names up here.
+
+    Args:
+        register: ``register(name, factory)``; see :class:`Register`.
     """
 
 
@@ -85,16 +109,36 @@ def register_schedules(register: Register) -> None:
     Called once, when the registry is first needed. ``factory(**options)`` returns a
     schedule: the list of stages (iterations, trainable generator stages and their
     learning rates, latent learning rate, loss weights, number of D features),
-    serialisable to and from JSON/TOML.
+    serialisable to and from JSON/TOML. ``dgp_toolkit.get_schedule(name, **options)``
+    looks names up here.
+
+    Args:
+        register: ``register(name, factory)``; see :class:`Register`.
     """
 
 
 @hookspec
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     """Add Click commands to the ``dgp-tool`` group.
 
-    Called while the command-line application is built (inside the group factory, never
-    at import time). ``cli`` is the ``click.Group``; use ``cli.add_command(cmd)`` or the
-    ``@cli.command()`` decorator. A command whose name is already taken is skipped with a
-    warning.
+    Called once per registry build (never at import time), with a ``click.Group``;
+    use ``cli.add_command(cmd)`` or the ``@cli.command()`` decorator. The commands it
+    gains are added to the ``dgp-tool`` group that :func:`dgp_toolkit.cli.make_cli`
+    builds, and run with the toolkit's error handling (a
+    :class:`~dgp_toolkit.errors.DGPUsageError` exits 2, a
+    :class:`~dgp_toolkit.errors.DGPError` exits 1, both as one line). Replacing a
+    command that another plugin already added is a name clash: the plugin is skipped.
+    Import heavy modules inside the command function, not at module level.
+
+    Example::
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command("hello")
+            def hello():
+                \"\"\"Say hello.\"\"\"
+                click.echo("hello")
+
+    Args:
+        cli: the group to add commands to.
     """

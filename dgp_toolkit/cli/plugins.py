@@ -1,0 +1,61 @@
+"""``dgp-tool plugins``: every plugin, built-in or installed, and what it registers."""
+
+from __future__ import annotations
+
+import click
+
+from dgp_toolkit.hookspecs import hookimpl
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (for scripts) instead of a table.")
+def plugins_command(as_json: bool) -> None:
+    """List the loaded plugins and what each registers.
+
+    Built-in plugins are listed under the distribution dgp-toolkit. A plugin that
+    failed to load is listed with its error (and was skipped).
+
+    \b
+    JSON form: a list of {"entry_point", "distribution", "version",
+    "registers": {"degradations", "priors", "losses", "schedules", "commands"},
+    "error": null or a string}.
+    """
+    from dgp_toolkit.cli.output import echo_json, stderr_console, stdout_console
+    from dgp_toolkit.registry import ENV_DISABLE, get_registry
+
+    registry = get_registry()
+    rows = [info.as_dict() for info in registry.plugins]
+    if as_json:
+        echo_json(rows)
+    else:
+        from rich.table import Table
+
+        table = Table(title="dgp-toolkit plugins", title_justify="left")
+        table.add_column("entry point", overflow="fold")
+        table.add_column("distribution", overflow="fold")
+        table.add_column("version")
+        table.add_column("registers", overflow="fold")
+        table.add_column("status", overflow="fold")
+        for row in rows:
+            registers = "\n".join(
+                f"{kind}: {', '.join(names)}" for kind, names in row["registers"].items() if names
+            )
+            status = "ok" if row["error"] is None else f"skipped: {row['error']}"
+            table.add_row(
+                row["entry_point"],
+                row["distribution"] or "?",
+                row["version"] or "?",
+                registers or "-",
+                status,
+                style=None if row["error"] is None else "red",
+            )
+        stdout_console().print(table)
+    if registry.disabled:
+        stderr_console().print(
+            f"disabled by {ENV_DISABLE}: {', '.join(registry.disabled)}", markup=False
+        )
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(plugins_command)

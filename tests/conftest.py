@@ -1,0 +1,82 @@
+"""Shared fixtures: a fresh plugin registry per test, fake plugin distributions, a CLI runner."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dgp_toolkit.registry import reset_registry
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_PLUGIN_DIR = ROOT / "examples" / "plugins" / "pixelate"
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch):
+    """Every test starts with no cached registry and none of the plugin switches set."""
+    for name in ("STRICT_PLUGINS", "DISABLE_PLUGINS", "TRACE_PLUGINS", "DEBUG"):
+        monkeypatch.delenv(f"DGP_TOOLKIT_{name}", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables in full width when captured
+    reset_registry()
+    yield
+    reset_registry()
+
+
+@pytest.fixture
+def plugin_dist(tmp_path, monkeypatch):
+    """Make an installed-looking distribution visible to ``importlib.metadata``.
+
+    ``plugin_dist(name, entry_points={"ep": "module"}, modules={"module": "source"})``
+    writes ``<name>-<version>.dist-info`` (METADATA + entry_points.txt) and the module
+    files into a fresh folder on ``sys.path``; discovery is the real one. Modules
+    imported from it are forgotten after the test.
+    """
+    before = set(sys.modules)
+
+    def make(name, *, entry_points, modules=None, version="0.1.0"):
+        site = tmp_path / f"site-{name}"
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        lines = "".join(f"{ep} = {target}\n" for ep, target in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[dgp_toolkit]\n{lines}")
+        for module, source in (modules or {}).items():
+            (site / f"{module}.py").write_text(textwrap.dedent(source))
+        monkeypatch.syspath_prepend(str(site))
+        return site
+
+    yield make
+    for module in set(sys.modules) - before:
+        if not module.startswith(("dgp_toolkit", "torch", "kornia", "PIL", "numpy")):
+            sys.modules.pop(module, None)
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def dgp(capsys):
+    """Run ``dgp-tool ARGS...`` in-process through the real entry point (``main``).
+
+    Registry building, plugin warnings and the command all happen inside, so stderr
+    holds everything the user would see.
+    """
+    from dgp_toolkit.cli import main
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main(list(args))
+        out, err = capsys.readouterr()
+        code = exited.value.code
+        return Result(code if isinstance(code, int) else (0 if code is None else 1), out, err)
+
+    return run
