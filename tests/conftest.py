@@ -5,14 +5,10 @@ from __future__ import annotations
 import sys
 import textwrap
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from dgp_toolkit.registry import reset_registry
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_PLUGIN_DIR = ROOT / "examples" / "plugins" / "pixelate"
 
 
 @pytest.fixture(autouse=True)

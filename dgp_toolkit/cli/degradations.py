@@ -67,7 +67,8 @@ def _jsonable(value: Any) -> Any:
 
 def _summary(factory: Callable[..., Any]) -> str:
     doc = inspect.getdoc(factory) or ""
-    return doc.strip().split("\n\n")[0].replace("\n", " ")
+    first_paragraph = doc.strip().split("\n\n")[0]
+    return " ".join(first_paragraph.replace("``", "").split())
 
 
 @click.command("degradations")

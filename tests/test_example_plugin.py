@@ -1,0 +1,246 @@
+"""The example third-party plugin (examples/plugins/pixelate), found by real entry-point
+discovery, and badly behaved plugin distributions next to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+EXAMPLE_PLUGIN_DIR = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "pixelate"
+
+PIXELATE = {"pixelate": "dgp_pixelate"}
+
+
+@pytest.fixture
+def pixelate(plugin_dist, monkeypatch):
+    """Make the example plugin "installed": its dist-info plus its source on sys.path."""
+    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGIN_DIR))
+    return plugin_dist("dgp-toolkit-pixelate", entry_points=PIXELATE)
+
+
+BROKEN = "raise RuntimeError('this plugin is broken on purpose')\n"
+
+
+def plugin_row(result, entry_point):
+    rows = [row for row in json.loads(result.stdout) if row["entry_point"] == entry_point]
+    assert len(rows) == 1, result.stdout
+    return rows[0]
+
+
+def assert_one_warning(stderr, *fragments):
+    lines = [line for line in stderr.splitlines() if "warning:" in line]
+    assert len(lines) == 1, stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# ----------------------------------------------------------------------------- the example
+def test_plugins_json_shows_the_example(dgp, pixelate):
+    result = dgp("plugins", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert plugin_row(result, "pixelate") == {
+        "entry_point": "pixelate",
+        "distribution": "dgp-toolkit-pixelate",
+        "version": "0.1.0",
+        "registers": {"degradations": ["pixelate"], "priors": [], "losses": [], "schedules": [],
+                      "commands": ["pixelate-preview"]},
+        "error": None,
+    }
+    assert result.stderr == ""
+    table = dgp("plugins")
+    assert "dgp-toolkit-pixelate" in table.stdout and "pixelate-preview" in table.stdout
+
+
+def test_degradations_lists_the_example(dgp, pixelate):
+    rows = {row["name"]: row for row in json.loads(dgp("degradations", "--json").stdout)}
+    assert rows["pixelate"]["plugin"] == "pixelate"
+    (size,) = rows["pixelate"]["options"]
+    assert (size["name"], size["type"], size["default"]) == ("size", "int", 4)
+
+
+def test_python_api_builds_the_example(pixelate):
+    import torch
+
+    import dgp_toolkit
+
+    pix = dgp_toolkit.get_degradation("pixelate", size="4")
+    assert pix.name == "pixelate" and pix.options == {"size": 4} and pix.spec == "pixelate:size=4"
+    assert dgp_toolkit.parse_degradation("pixelate:size=4") == pix
+    assert dgp_toolkit.parse_degradation(pix.spec) == pix
+    assert isinstance(pix, dgp_toolkit.Degradation)
+    x = (torch.rand(2, 3, 10, 12, dtype=torch.float64) * 2 - 1).requires_grad_()
+    y = pix(x)
+    assert y.shape == x.shape
+    # each 4x4 block is constant and equals the block's mean
+    assert torch.allclose(y[:, :, :4, :4], x[:, :, :4, :4].mean(dim=(-2, -1), keepdim=True).expand(-1, -1, 4, 4))
+    # the partial bottom-right block averages the pixels it has
+    assert torch.allclose(y[:, :, 8:, 8:], x[:, :, 8:, 8:].mean(dim=(-2, -1), keepdim=True).expand(-1, -1, 2, 4))
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad != 0).all()
+    with pytest.raises(dgp_toolkit.DGPUsageError, match="size"):
+        dgp_toolkit.get_degradation("pixelate", size="0")
+
+
+def test_pixelate_preview_command(dgp, pixelate, tmp_path):
+    rng = np.random.default_rng(0)
+    source = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(source)
+    target = tmp_path / "out.png"
+    result = dgp("pixelate-preview", str(source), str(target), "--size", "8")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(target)
+    out = np.asarray(Image.open(target))
+    assert out.shape == (16, 16, 3)
+    assert len(np.unique(out[:8, :8].reshape(-1, 3), axis=0)) == 1  # one colour per block
+    # an existing output is kept (usage error, exit 2), a bad size is a usage error too
+    again = dgp("pixelate-preview", str(source), str(target))
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+    bad = dgp("pixelate-preview", str(source), str(tmp_path / "x.png"), "--size", "zero")
+    assert bad.exit_code == 2 and "size" in bad.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_console_script_sees_the_example(pixelate, tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "dgp-tool")
+    if not os.path.exists(exe):
+        pytest.skip("dgp-tool console script is not installed in this environment")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DGP_TOOLKIT_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(pixelate), str(EXAMPLE_PLUGIN_DIR)])
+    out = subprocess.run([exe, "plugins", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "pixelate" in {row["entry_point"] for row in json.loads(out.stdout)}
+
+
+# ----------------------------------------------------------------------------- broken plugins
+@pytest.fixture
+def broken(plugin_dist):
+    return plugin_dist("dgp-toolkit-broken", entry_points={"broken": "dgp_broken_mod"},
+                       modules={"dgp_broken_mod": BROKEN}, version="2.0")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--help",), ("plugins",), ("plugins", "--json"), ("degradations",), ("--version",)],
+)
+def test_a_broken_plugin_leaves_every_command_working(dgp, pixelate, broken, args):
+    result = dgp(*args)
+    assert result.exit_code == 0, result.stderr
+    assert_one_warning(result.stderr, "'broken'", "dgp-toolkit-broken 2.0", "RuntimeError",
+                       "this plugin is broken on purpose", "pip uninstall dgp-toolkit-broken",
+                       "DGP_TOOLKIT_DISABLE_PLUGINS=broken")
+
+
+def test_a_broken_plugin_is_listed_with_its_error(dgp, pixelate, broken, tmp_path):
+    result = dgp("plugins", "--json")
+    row = plugin_row(result, "broken")
+    assert row["distribution"] == "dgp-toolkit-broken" and row["version"] == "2.0"
+    assert row["error"].startswith("import failed: RuntimeError: this plugin is broken on purpose")
+    assert all(names == [] for names in row["registers"].values())
+    assert plugin_row(result, "pixelate")["error"] is None  # the good plugin is unaffected
+    source = tmp_path / "in.png"
+    Image.new("RGB", (8, 8)).save(source)
+    assert dgp("pixelate-preview", str(source), str(tmp_path / "o.png"), "--size", "2").exit_code == 0
+
+
+def test_strict_mode_turns_the_warning_into_exit_1(dgp, broken, monkeypatch):
+    monkeypatch.setenv("DGP_TOOLKIT_STRICT_PLUGINS", "1")
+    result = dgp("plugins")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: plugin 'broken' (distribution dgp-toolkit-broken 2.0)")
+
+
+def test_strict_mode_in_a_real_process(broken):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DGP_TOOLKIT_")}
+    env.update(DGP_TOOLKIT_STRICT_PLUGINS="1", PYTHONPATH=str(broken))
+    code = "from dgp_toolkit.cli import main; main(['plugins'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1
+    assert "Error: plugin 'broken'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_disable_removes_the_plugin(dgp, pixelate, broken, monkeypatch):
+    monkeypatch.setenv("DGP_TOOLKIT_DISABLE_PLUGINS", "broken,pixelate")
+    result = dgp("plugins", "--json")
+    assert result.exit_code == 0
+    names = {row["entry_point"] for row in json.loads(result.stdout)}
+    assert "broken" not in names and "pixelate" not in names
+    assert "warning" not in result.stderr
+    assert "disabled by DGP_TOOLKIT_DISABLE_PLUGINS: broken, pixelate" in result.stderr
+    assert dgp("pixelate-preview", "--help").exit_code == 2  # its command is gone too
+
+
+def test_plugin_registering_an_existing_name_is_skipped(dgp, pixelate, plugin_dist):
+    plugin_dist(
+        "dgp-toolkit-copycat",
+        entry_points={"copycat": "dgp_copycat_mod"},
+        modules={"dgp_copycat_mod": """
+            from dgp_toolkit import hookimpl
+
+            @hookimpl
+            def register_degradations(register):
+                register("blur", "dgp_copycat_mod:Fake")
+
+            class Fake:
+                pass
+        """},
+    )
+    result = dgp("plugins", "--json")
+    assert result.exit_code == 0
+    assert_one_warning(result.stderr, "'copycat'", "dgp-toolkit-copycat",
+                       "degradation name 'blur' is already registered by plugin 'dgp_toolkit.plugins.degradations'")
+    assert "already registered" in plugin_row(result, "copycat")["error"]
+    import dgp_toolkit
+
+    assert dgp_toolkit.get_degradation("blur").name == "blur"  # still the built-in one
+
+
+def test_plugin_with_a_misspelled_hook_is_skipped(dgp, plugin_dist):
+    plugin_dist(
+        "dgp-toolkit-typo",
+        entry_points={"typo": "dgp_typo_mod"},
+        modules={"dgp_typo_mod": """
+            from dgp_toolkit import hookimpl
+
+            @hookimpl
+            def register_degradation(register):
+                register("typo", dict)
+        """},
+    )
+    result = dgp("degradations", "--json")
+    assert result.exit_code == 0
+    assert "typo" not in {row["name"] for row in json.loads(result.stdout)}
+    assert_one_warning(result.stderr, "'typo'", "unknown hook 'register_degradation'",
+                       "did you mean 'register_degradations'?")
+
+
+def test_plugin_whose_command_hook_raises_is_skipped(dgp, plugin_dist):
+    plugin_dist(
+        "dgp-toolkit-cmdfail",
+        entry_points={"cmdfail": "dgp_cmdfail_mod"},
+        modules={"dgp_cmdfail_mod": """
+            from dgp_toolkit import hookimpl
+
+            @hookimpl
+            def register_schedules(register):
+                register("never-kept", dict)
+
+            @hookimpl
+            def register_commands(cli):
+                raise ImportError("needs an optional dependency")
+        """},
+    )
+    result = dgp("--help")
+    assert result.exit_code == 0 and "plugins" in result.stdout
+    assert_one_warning(result.stderr, "'cmdfail'", "register_commands raised ImportError")
+    import dgp_toolkit
+
+    with pytest.raises(dgp_toolkit.DGPUsageError, match="unknown schedule 'never-kept'"):
+        dgp_toolkit.get_schedule("never-kept")
