@@ -321,7 +321,10 @@ class Registry:
         try:
             self._check_hook_names(plugin)
             others = [p for p in pm.get_plugins() if p is not plugin]
+            implemented = {caller.name for caller in pm.get_hookcallers(plugin) or []}
             for kind in KINDS:
+                if _HOOK_OF_KIND[kind] not in implemented:
+                    continue
                 caller = pm.subset_hook_caller(_HOOK_OF_KIND[kind], remove_plugins=others)
                 problems: list[str] = []
                 try:
@@ -334,7 +337,9 @@ class Registry:
                     raise _Rejected(f"{_HOOK_OF_KIND[kind]} raised {_describe_exc(exc)}") from exc
                 if problems:  # the plugin swallowed our exception; still a failure
                     raise _Rejected(problems[0])
-            new_commands = self._collect_commands(plugin, others, commands_before)
+            new_commands = []
+            if "register_commands" in implemented:
+                new_commands = self._collect_commands(plugin, others, commands_before)
         except _Rejected as exc:
             self._scratch_group.commands.clear()
             self._scratch_group.commands.update(commands_before)
