@@ -69,6 +69,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "dgp_toolkit.plugins.degradations",
     "dgp_toolkit.cli.plugins",
     "dgp_toolkit.cli.degradations",
+    "dgp_toolkit.cli.train",
 )
 
 #: Entry-point group scanned for third-party plugins (also pluggy's project name).

@@ -1,5 +1,6 @@
 """Composition of degradations (command-line order) and the built-in registration."""
 
+import importlib
 import subprocess
 import sys
 
@@ -115,7 +116,10 @@ def test_hook_registers_every_builtin_under_its_own_name():
     seen = {}
     register_degradations(lambda name, factory: seen.setdefault(name, factory))
     assert sorted(seen) == sorted(BUILTINS) == ["blur", "downsample", "gray", "mask", "noise"]
-    for name, factory in seen.items():
+    for name, ref in seen.items():
+        # Registered lazily as "module:Class" so building the registry does not import torch.
+        module, _, attr = ref.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
         assert issubclass(factory, Degradation) and factory.name == name
         assert dgp_toolkit.get_degradation(name) == factory()
 

@@ -40,9 +40,13 @@ def _load(module: str, attribute: str) -> Any:
 
 @hookimpl
 def register_degradations(register) -> None:
-    """Register the built-in degradations (their classes are the factories)."""
+    """Register the built-in degradations (their classes are the factories).
+
+    Registered as lazy ``"module:attr"`` references so that building the registry (for
+    ``dgp-tool --help``) does not import torch.
+    """
     for name, (module, cls) in BUILTINS.items():
-        register(name, _load(module, cls))
+        register(name, f"{__name__}.{module}:{cls}")
 
 
 def __getattr__(name: str) -> Any:
