@@ -1,0 +1,164 @@
+"""Presets: named latent-selection + schedule + loss configurations, one TOML file per task
+and prior family (``plugins/presets/<family>/<task>.toml``).
+
+A preset file::
+
+    task = "super-resolution"
+    description = "..."
+    [select]
+    select_num = 500          # latent candidates scored before optimizing
+    sample_std = 0.3          # their standard deviation
+    [options]
+    update_embed = false      # tune the class embedding with the first stage
+    [schedule]
+    name = "blockwise"        # any registered schedule
+    iterations = [200, 200, 200, 200, 200]
+    ft_num = [2, 3, 4, 4, 4]  # generator stages that train in each stage
+    ...                       # lr_ratio, g_lr, z_lr, ftr_num, use_in (one entry per stage)
+    [schedule.weights]        # loss name -> weight per stage (any registered loss)
+    discriminator = [1, 1, 1, 1, 1]
+    mse = [1, 1, 1, 1, 1]
+    nll = [0.02, 0.02, 0.02, 0.02, 0.02]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from dgp_toolkit.errors import DGPUsageError
+
+TASKS = ("colorization", "inpainting", "super-resolution", "deblurring", "denoising",
+         "reconstruction", "hybrid", "manipulation")
+
+#: degradation name -> task, for a single degradation (``noise`` with ``blur`` is deblurring).
+TASK_OF_DEGRADATION = {"gray": "colorization", "mask": "inpainting", "downsample": "super-resolution",
+                       "blur": "deblurring", "noise": "denoising"}
+
+
+@dataclasses.dataclass
+class Preset:
+    name: str
+    task: str
+    family: str
+    description: str
+    select_num: int
+    sample_std: float
+    update_embed: bool
+    schedule: Any  # dgp_toolkit.plugins.schedules.Schedule
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "task": self.task, "family": self.family,
+                "description": self.description, "source": self.source,
+                "select": {"select_num": self.select_num, "sample_std": self.sample_std},
+                "options": {"update_embed": self.update_embed},
+                "schedule": self.schedule.to_dict()}
+
+    def replace(self, **changes: Any) -> "Preset":
+        return dataclasses.replace(self, **changes)
+
+
+def family_of(prior: Any) -> str:
+    """The preset family for a prior: its own ``preset_family`` or one chosen by resolution."""
+    family = getattr(prior, "preset_family", None)
+    if family:
+        return str(family)
+    return "biggan-32" if int(getattr(prior, "resolution", 32)) <= 32 else "biggan-imagenet"
+
+
+def _preset_root():
+    return resources.files("dgp_toolkit.plugins") / "presets"
+
+
+def families() -> list[str]:
+    return sorted(p.name for p in _preset_root().iterdir() if p.is_dir() and not p.name.startswith("_"))
+
+
+def list_presets() -> list[dict[str, Any]]:
+    """Every built-in preset: family, name, task, stages, total iterations, description."""
+    rows = []
+    for family in families():
+        for path in sorted((_preset_root() / family).iterdir(), key=lambda p: p.name):
+            if path.name.endswith(".toml"):
+                preset = _parse(tomllib.loads(path.read_text()), path.name[:-5], family, f"{family}/{path.name}")
+                rows.append({"family": family, "name": preset.name, "task": preset.task,
+                             "stages": len(preset.schedule.stages),
+                             "iterations": preset.schedule.total_iterations,
+                             "select_num": preset.select_num, "description": preset.description})
+    return rows
+
+
+def _parse(data: dict[str, Any], name: str, family: str, source: str) -> Preset:
+    from dgp_toolkit.plugins.schedules import Schedule
+
+    data = dict(data)
+    known = {"task", "description", "select", "options", "schedule"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise DGPUsageError(f"preset {source}: unknown sections {unknown}; expected {sorted(known)}")
+    select = dict(data.get("select", {}))
+    options = dict(data.get("options", {}))
+    if "schedule" not in data:
+        raise DGPUsageError(f"preset {source}: missing [schedule] section")
+    try:
+        select_num = int(select.pop("select_num", 500))
+        sample_std = float(select.pop("sample_std", 0.3))
+        update_embed = bool(options.pop("update_embed", False))
+    except (TypeError, ValueError) as exc:
+        raise DGPUsageError(f"preset {source}: {exc}") from None
+    if select or options:
+        raise DGPUsageError(f"preset {source}: unknown keys {sorted(select) + sorted(options)}")
+    if select_num < 1 or not sample_std > 0:
+        raise DGPUsageError(f"preset {source}: select_num must be >= 1 and sample_std > 0")
+    schedule = Schedule.from_dict(data["schedule"])
+    return Preset(name=name, task=str(data.get("task", name)), family=family,
+                  description=str(data.get("description", "")), select_num=select_num,
+                  sample_std=sample_std, update_embed=update_embed, schedule=schedule, source=source)
+
+
+def load_preset(name_or_path: str | Path, prior: Any = None, *, family: str | None = None) -> Preset:
+    """A built-in preset by task name (for the prior's family) or a TOML file by path."""
+    family = family or (family_of(prior) if prior is not None else "biggan-32")
+    text = str(name_or_path)
+    path = Path(text)
+    if text.endswith(".toml") or path.is_file():
+        if not path.is_file():
+            raise DGPUsageError(f"preset file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DGPUsageError(f"preset file {path} is not valid TOML: {exc}") from None
+        return _parse(data, path.stem, family, str(path))
+    if family not in families():
+        raise DGPUsageError(f"no presets for prior family {family!r}; families: {', '.join(families())}")
+    file = _preset_root() / family / f"{text}.toml"
+    if not file.is_file():
+        names = sorted(p.name[:-5] for p in (_preset_root() / family).iterdir() if p.name.endswith(".toml"))
+        close = difflib.get_close_matches(text, names, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise DGPUsageError(f"unknown preset '{text}'{hint} (choices for {family}: {', '.join(names)}, or a .toml file)")
+    return _parse(tomllib.loads(file.read_text()), text, family, f"{family}/{text}.toml")
+
+
+def task_for_degradations(names: Iterable[str]) -> str:
+    """The task a list of degradation names calls for: one kind -> its task; ``blur`` with
+    ``noise`` -> deblurring; several others -> hybrid; none -> reconstruction."""
+    kinds = [n for n in dict.fromkeys(names)]
+    if not kinds:
+        return "reconstruction"
+    if set(kinds) <= {"blur", "noise"} and "blur" in kinds:
+        return "deblurring"
+    if len(kinds) == 1:
+        return TASK_OF_DEGRADATION.get(kinds[0], "hybrid")
+    return "hybrid"
+
+
+def preset_for_degradations(degradations: Iterable[Any], prior: Any = None, *, family: str | None = None) -> Preset:
+    """The built-in preset for these degradations (objects with ``.name``, or names)."""
+    names = [d if isinstance(d, str) else d.name for d in degradations]
+    return load_preset(task_for_degradations(names), prior, family=family)
