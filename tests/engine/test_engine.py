@@ -1,0 +1,186 @@
+"""The DGP engine on a tiny random-init prior: selection, staged optimization, safety."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import dgp_toolkit
+from dgp_toolkit.engine import DGPRun, draw_candidates, run_dgp, score_candidates
+from dgp_toolkit.errors import DGPError, DGPUsageError
+from dgp_toolkit.plugins.schedules import Schedule, build_schedule
+from dgp_toolkit.presets import Preset, list_presets, load_preset, task_for_degradations
+from dgp_toolkit.priors.biggan.model import BigGANConfig, Discriminator, Generator
+from dgp_toolkit.priors.biggan.prior import BigGANPrior
+
+
+@pytest.fixture(scope="module")
+def prior():
+    torch.manual_seed(0)
+    cfg = BigGANConfig(resolution=32, G_ch=8, D_ch=8, dim_z=20, shared_dim=16, n_classes=10,
+                       G_attn="0", D_attn="0")
+    G, D = Generator(cfg), Discriminator(cfg)
+    # Non-trivial batch-norm statistics, as in a trained prior.
+    for m in G.modules():
+        if hasattr(m, "stored_var"):
+            m.stored_var.uniform_(0.5, 2.0)
+            m.stored_mean.normal_(0, 0.1)
+    return BigGANPrior(G, D, name="tiny")
+
+
+def tiny_preset(schedule="blockwise", **table):
+    base = dict(iterations=[3, 3, 3], ft_num=[1, 2, 4], g_lr=[1e-3, 1e-3, 1e-3], z_lr=[1e-2, 1e-2, 1e-3],
+                ftr_num=[3, 4, 5], weights={"discriminator": [1, 1, 1], "mse": [1, 1, 1], "nll": [0.02] * 3})
+    base.update(table)
+    return Preset(name="tiny", task="test", family="biggan-32", description="", select_num=8,
+                  sample_std=0.3, update_embed=False, schedule=build_schedule(schedule, **base), source="test")
+
+
+def observation(prior, spec="downsample:factor=2", seed=1):
+    deg = dgp_toolkit.parse_degradation(spec)
+    gen = torch.Generator().manual_seed(seed)
+    clean = torch.rand(1, 3, 32, 32, generator=gen) * 2 - 1
+    return deg, deg.degrade(clean)
+
+
+def test_batched_selection_picks_same_as_one_at_a_time(prior):
+    deg, target = observation(prior)
+    feats = [f.detach() for f in prior.D(target)[1]]
+    z, y = draw_candidates(prior, 12, 0.5, None, torch.Generator().manual_seed(3))
+    batched = score_candidates(prior, deg, feats, z, y, chunk=5)
+    single = torch.cat([score_candidates(prior, deg, feats, z[i:i + 1], y[i:i + 1]) for i in range(12)])
+    torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-6)
+    assert int(batched.argmin()) == int(single.argmin())
+    assert len(set(y.tolist())) > 1  # no class given: a random class per candidate
+
+
+def test_run_never_mutates_the_prior_and_reports_class(prior):
+    before = {k: v.clone() for k, v in prior.G.state_dict().items()}
+    deg, target = observation(prior)
+    res = run_dgp(prior, deg, target, preset=tiny_preset(), seed=0)
+    for k, v in prior.G.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert 0 <= res.class_index < 10
+    assert res.image.shape == (1, 3, 32, 32) and res.stopped == "done"
+    assert len(res.history) == 9 and len(res.snapshots) == 3
+    tuned = res.generator.state_dict()
+    assert not torch.equal(tuned["linear.weight"], before["linear.weight"])
+    # the output layer is never tuned
+    assert torch.equal(tuned["output_layer.2.weight"], before["output_layer.2.weight"])
+
+
+def test_blockwise_opens_stages_progressively(prior):
+    deg, target = observation(prior)
+    before = {k: v.clone() for k, v in prior.G.state_dict().items()}
+    one_stage = tiny_preset(iterations=[4], ft_num=[1], g_lr=[1e-3], z_lr=[1e-2], ftr_num=[5],
+                            weights={"discriminator": [1], "mse": [1]})
+    res = run_dgp(prior, deg, target, preset=one_stage, seed=0)
+    tuned = res.generator.state_dict()
+    assert not torch.equal(tuned["linear.weight"], before["linear.weight"])
+    for k in tuned:
+        if k.startswith("blocks.") and k.endswith("weight"):
+            assert torch.equal(tuned[k], before[k]), f"{k} is in a frozen stage but changed"
+
+
+def test_latent_only_keeps_generator_and_moves_z(prior):
+    deg, target = observation(prior)
+    run = DGPRun(prior, deg, target, preset=tiny_preset("latent-only"), seed=0)
+    z0, c, _ = run.select()
+    res = run.optimize(z0, c)
+    for k, v in res.generator.state_dict().items():
+        assert torch.equal(v, prior.G.state_dict()[k]), k
+    assert not torch.equal(res.z, z0)
+    assert res.history[-1]["loss"] < res.history[0]["loss"]
+
+
+def test_blockwise_fits_better_than_latent_only(prior):
+    deg, target = observation(prior)
+    table = dict(iterations=[15, 15], ft_num=[2, 4], g_lr=[2e-3, 1e-3], z_lr=[1e-2, 1e-2], ftr_num=[5, 5],
+                 weights={"discriminator": [1, 1], "mse": [10, 10]})
+    fit = {}
+    for name in ("blockwise", "latent-only"):
+        res = run_dgp(prior, deg, target, preset=tiny_preset(name, **table), seed=0)
+        fit[name] = float((deg(res.image) - target).pow(2).mean())
+    assert fit["blockwise"] < fit["latent-only"]
+
+
+def test_same_seed_same_result_and_class_is_kept(prior):
+    deg, target = observation(prior, "gray")
+    a = run_dgp(prior, deg, target, preset=tiny_preset(), seed=5, class_index=7)
+    b = run_dgp(prior, deg, target, preset=tiny_preset(), seed=5, class_index=7)
+    assert a.class_index == b.class_index == 7
+    assert torch.equal(a.image, b.image) and torch.equal(a.z, b.z)
+
+
+def test_non_finite_loss_stops_with_last_finite_result(prior):
+    deg, target = observation(prior)
+    wild = tiny_preset(iterations=[2, 30], ft_num=[1, 4], g_lr=[1e-4, 1e12], z_lr=[1e-3, 1e12],
+                       ftr_num=[5, 5], weights={"discriminator": [1, 1], "mse": [1, 1]})
+    res = run_dgp(prior, deg, target, preset=wild, seed=0, check_every=1)
+    assert res.stopped == "non_finite" and "non-finite" in res.message
+    assert torch.isfinite(res.image).all() and torch.isfinite(res.z).all()
+
+
+def test_bad_arguments_are_usage_errors(prior):
+    deg, target = observation(prior)
+    with pytest.raises(DGPUsageError, match="out of range"):
+        run_dgp(prior, deg, target, preset=tiny_preset(), class_index=10)
+    with pytest.raises(DGPUsageError, match="observation"):
+        run_dgp(prior, deg, target[0], preset=tiny_preset())
+    with pytest.raises(DGPUsageError, match="iterations-scale"):
+        run_dgp(prior, deg, target, preset=tiny_preset(), iterations_scale=0)
+
+
+def test_schedules_round_trip_and_differ():
+    table = dict(iterations=[2, 3], ft_num=[1, 2], g_lr=[1e-4, 2e-5], z_lr=[1e-3, 1e-5], lr_ratio=[0.5, 1],
+                 weights={"discriminator": [1, 1], "mse": [0, 1]})
+    for name in ("blockwise", "latent-only", "full"):
+        s = build_schedule(name, **table)
+        assert Schedule.from_dict(s.to_dict()) == s
+    bw = build_schedule("blockwise", **table)
+    assert [bw.stages[0].group_lr(i) for i in range(3)] == [1e-4, 0.0, 0.0]
+    assert bw.stages[1].group_lr(1) == 2e-5
+    lo = build_schedule("latent-only", **table)
+    assert all(st.ft_num == 0 and st.z_lr == 1e-3 for st in lo.stages)
+    full = build_schedule("full", **table)
+    assert full.stages[0].group_lr(3) == 1e-4 * 0.5**3
+    with pytest.raises(DGPUsageError, match="entries"):
+        build_schedule("blockwise", **{**table, "ft_num": [1]})
+    with pytest.raises(DGPUsageError, match="did you mean"):
+        dgp_toolkit.get_schedule("blokwise")
+
+
+def test_losses():
+    from dgp_toolkit.plugins.losses import LossState
+
+    gen, tgt = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    feats = [torch.zeros(1, 2), torch.ones(1, 2), torch.full((1, 2), 3.0)]
+    tfeats = [torch.ones(1, 2), torch.ones(1, 2), torch.ones(1, 2)]
+    st = LossState(generated=gen, target=tgt, z=torch.full((1, 4), 2.0), target_features=tfeats,
+                   ftr_num=2, feature_fn=lambda x: feats)
+    assert float(dgp_toolkit.get_loss("mse")(st)) == 1.0
+    assert float(dgp_toolkit.get_loss("l1")(st)) == 1.0
+    assert float(dgp_toolkit.get_loss("nll")(st)) == 2.0
+    assert float(dgp_toolkit.get_loss("discriminator")(st)) == 2.0  # |3-1| + |1-1|
+
+
+def test_presets_exist_for_every_task_and_family():
+    rows = list_presets()
+    for family in ("biggan-32", "biggan-imagenet"):
+        tasks = {r["task"] for r in rows if r["family"] == family}
+        assert tasks == {"colorization", "inpainting", "super-resolution", "deblurring", "denoising",
+                         "reconstruction", "hybrid", "manipulation"}
+    sr = load_preset("super-resolution", family="biggan-imagenet")
+    assert [s.ft_num for s in sr.schedule.stages] == [2, 3, 4, 5, 6]
+    assert sr.schedule.total_iterations == 1000 and sr.select_num == 500
+    with pytest.raises(DGPUsageError, match="did you mean 'inpainting'"):
+        load_preset("inpaint", family="biggan-32")
+
+
+@pytest.mark.parametrize("names,task", [
+    ([], "reconstruction"), (["gray"], "colorization"), (["mask"], "inpainting"),
+    (["downsample"], "super-resolution"), (["blur"], "deblurring"), (["blur", "noise"], "deblurring"),
+    (["noise"], "denoising"), (["gray", "mask", "downsample"], "hybrid"), (["pixelate"], "hybrid"),
+])
+def test_task_choice(names, task):
+    assert task_for_degradations(names) == task
