@@ -31,7 +31,7 @@ _LAZY: dict[str, str] = {
     "get_registry": "dgp_toolkit.registry",
     "Degradation": "dgp_toolkit.plugins.degradations.base",
     "Option": "dgp_toolkit.plugins.degradations.base",
-    # "load_prior": "dgp_toolkit.priors",      # with the BigGAN prior
+    "load_prior": "dgp_toolkit.priors",
     # "restore": "dgp_toolkit.engine",         # with the engine
 }
 
@@ -46,6 +46,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from dgp_toolkit.plugins.degradations.base import Degradation, Option
+    from dgp_toolkit.priors import load_prior
     from dgp_toolkit.registry import (
         get_degradation,
         get_loss,

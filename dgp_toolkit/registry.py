@@ -69,6 +69,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "dgp_toolkit.plugins.degradations",
     "dgp_toolkit.cli.plugins",
     "dgp_toolkit.cli.degradations",
+    "dgp_toolkit.priors.biggan.plugin",
+    "dgp_toolkit.cli.weights",
     "dgp_toolkit.cli.train",
 )
 
