@@ -216,20 +216,21 @@ def import_pair(G_file: str | Path, D_file: str | Path, *, variant: str | None =
     folder = weights_dir()
     target_file = folder / f"{name}.safetensors"
     say(f"writing {target_file}")
-    if existing.exists():  # the old record must never describe the new file
-        existing.unlink()
     from safetensors.torch import save_file
 
-    with atomic_path(target_file) as tmp:
-        try:
+    try:
+        if existing.exists():  # the old record must never describe the new file
+            existing.unlink()
+        with atomic_path(target_file) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
-        except OSError as exc:
-            raise DGPError(f"cannot write {target_file}: {exc.strerror or exc}") from None
-        digest, size = sha256_file(tmp), tmp.stat().st_size
-    record = WeightsRecord(name=name, variant=variant, config=cfg.to_dict(), file=target_file.name,
-                           sha256=digest, size=size, sources=sources, created=_now(), folder=folder)
-    with atomic_path(existing) as tmp:
-        tmp.write_text(record.to_json(), encoding="utf-8")
+            digest, size = sha256_file(tmp), tmp.stat().st_size
+        record = WeightsRecord(name=name, variant=variant, config=cfg.to_dict(), file=target_file.name,
+                               sha256=digest, size=size, sources=sources, created=_now(), folder=folder)
+        with atomic_path(existing) as tmp:
+            tmp.write_text(record.to_json(), encoding="utf-8")
+    except OSError as exc:
+        raise DGPError(f"cannot write to the weights cache {folder}: {exc.strerror or exc} "
+                       f"(set {ENV_HOME} to a writable folder)") from None
     from dgp_toolkit.registry import reset_registry
 
     reset_registry()  # the prior names come from the cache: register the new one

@@ -343,3 +343,24 @@ def test_broken_record_is_reported_not_fatal(cache_home):
     assert len(errors) == 1 and "broken.json" in errors[0]
     with pytest.raises(DGPError):
         store.get_record("broken")
+
+
+def test_unwritable_cache_is_one_runtime_error(tmp_path, monkeypatch):
+    g, d, _, _ = _pair(tmp_path, FLAT32)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(store.ENV_HOME, str(blocker / "home"))
+    with pytest.raises(DGPError) as info:
+        store.import_pair(g, d, config=FLAT32.to_dict(), name="flat")
+    assert not isinstance(info.value, DGPUsageError)
+    assert_one_line(info.value, "cannot write to the weights cache", store.ENV_HOME)
+
+
+@pytest.mark.parametrize("name", ["dgp_toolkit.priors.biggan.weights", "dgp_toolkit.priors.biggan.variants",
+                                  "dgp_toolkit.priors.biggan.synthetic", "dgp_toolkit.priors.biggan.prior"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -356,7 +356,8 @@ def build_networks(config: BigGANConfig, G_sd: Mapping[str, torch.Tensor], D_sd:
 
     The networks are built on the meta device and take the given tensors (as float32)
     without a random initialisation first, so a 128-px pair loads in a fraction of a
-    second. Mismatches raise as :func:`validate_pair` says.
+    second. They take them without copying: float32 CPU tensors become the parameters
+    (pass copies if you keep using the dicts). Mismatches raise as :func:`validate_pair` says.
     """
     G_sd, D_sd = drop_instance_norm(G_sd), dict(D_sd)
     validate_pair(config, G_sd, D_sd, target=target, sources=sources)
