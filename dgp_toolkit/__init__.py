@@ -32,7 +32,8 @@ _LAZY: dict[str, str] = {
     "Degradation": "dgp_toolkit.plugins.degradations.base",
     "Option": "dgp_toolkit.plugins.degradations.base",
     "load_prior": "dgp_toolkit.priors",
-    # "restore": "dgp_toolkit.engine",         # with the engine
+    "restore": "dgp_toolkit.restoration",
+    "RestoreResult": "dgp_toolkit.restoration",
 }
 
 __all__ = [
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
         list_plugins,
         parse_degradation,
     )
+    from dgp_toolkit.restoration import RestoreResult, restore
 
 
 def __getattr__(name: str) -> Any:

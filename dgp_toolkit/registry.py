@@ -72,6 +72,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "dgp_toolkit.priors.biggan.plugin",
     "dgp_toolkit.cli.weights",
     "dgp_toolkit.cli.train",
+    "dgp_toolkit.cli.restore",
+    "dgp_toolkit.cli.presets",
 )
 
 #: Entry-point group scanned for third-party plugins (also pluggy's project name).

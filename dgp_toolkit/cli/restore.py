@@ -1,0 +1,404 @@
+"""``dgp-tool restore``: restore images with a deep generative prior, one after the other.
+
+Everything that can be checked before any work is (exit 2): the degradations, the
+prior, the class, the preset, the device, the output folder and the metrics file. Then
+each input in turn: read, check that none of its outputs exists (unless
+``--overwrite``), restore, write its outputs atomically. A bad input is reported (one
+line on stderr, its ``error`` in the JSON list) and skipped; the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dgp_toolkit.hookspecs import hookimpl
+
+#: Suffixes of the images a folder input expands to.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+#: What this command writes per input NAME (file name suffixes).
+OUTPUT_SUFFIXES = {"restored": "_restored.png", "observed": "_observed.png", "run": "_run.json",
+                   "sheet": "_sheet.png", "full_resolution": "_restored_full.png"}
+FIT_CHOICES = ("crop", "pad", "resize")  # dgp_toolkit.images.FIT_MODES, without importing numpy here
+
+EPILOG = """\b
+Outputs per input NAME (in --output):
+  NAME_restored.png       the restoration (prior-sized)
+  NAME_observed.png       the observation it was fitted to
+  NAME_run.json           the full resolved configuration, versions, notes, metrics, losses
+  NAME_sheet.png          with --sheet: input, observation, one image per stage, result
+  NAME_restored_full.png  with gray or mask, for inputs larger than the prior (after
+                          --fit): the full-resolution colorization, or the input with
+                          the filled hole pasted back
+
+\b
+stdout (and --metrics FILE): a JSON list, one object per input:
+  {"input", "output", "degradations", "preset", "class", "seconds",
+   "observation": {"psnr", "ssim"} or null, "result": {"psnr", "ssim"} or null,
+   "error": null or a message}
+  Scores only with --simulate; an infinite PSNR (identical images) is written null.
+
+\b
+Exit codes: 0 all restored; 2 a usage error (nothing done); 3 some inputs failed (one
+input alone: 2 for a bad input, 1 for a runtime failure); 130 interrupted.
+
+\b
+Examples:
+  dgp-tool restore photo.png --degrade gray
+  dgp-tool restore small.png --degrade downsample:factor=4 --class cat --sheet
+  dgp-tool restore photos/ --degrade blur:sigma=2 --simulate --metrics scores.json
+"""
+
+
+@dataclass
+class _Entry:
+    """One input as given (or found in a folder), with an error found before reading it."""
+
+    path: Path
+    error: str | None = None
+
+
+def _check_output_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise _usage(f"--output {out}: exists and is not a folder; give a folder for the outputs")
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise _usage(f"--output {out}: {probe} is a file, so the folder cannot be created")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise _usage(f"--output {out}: cannot write to {probe} (permission denied)")
+
+
+def _usage(message: str) -> Exception:
+    from dgp_toolkit.errors import DGPUsageError
+
+    return DGPUsageError(message)
+
+
+def _is_our_output(path: Path) -> bool:
+    return any(path.name.endswith(suffix) for suffix in OUTPUT_SUFFIXES.values())
+
+
+def expand_inputs(inputs: tuple[Path, ...], out_dir: Path) -> list[_Entry]:
+    """Files as given, folders as their images (sorted, not recursive), each once.
+
+    In the output folder itself, this command's own outputs are skipped.
+    """
+    entries: list[_Entry] = []
+    seen: set[Path] = set()
+    out_resolved = out_dir.resolve()
+
+    def add(entry: _Entry) -> None:
+        key = entry.path.resolve()
+        if key not in seen:
+            seen.add(key)
+            entries.append(entry)
+
+    for arg in inputs:
+        if arg.is_dir():
+            own = arg.resolve() == out_resolved
+            found = sorted(p for p in arg.iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+                           and not (own and _is_our_output(p)))
+            if not found:
+                entries.append(_Entry(arg, f"{arg}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})"))
+            for path in found:
+                add(_Entry(path))
+        else:
+            add(_Entry(arg))
+    return entries
+
+
+def _planned_outputs(out_dir: Path, name: str, *, sheet: bool, full: bool) -> dict[str, Path]:
+    keys = ["restored", "observed"] + (["sheet"] if sheet else []) + (["full_resolution"] if full else []) + ["run"]
+    return {key: out_dir / f"{name}{OUTPUT_SUFFIXES[key]}" for key in keys}
+
+
+def _check_free(outputs: dict[str, Path], overwrite: bool, inputs: list[Path]) -> None:
+    for path in outputs.values():
+        for source in inputs:
+            if path.resolve() == source.resolve():
+                raise _usage(f"{path}: refusing to overwrite an input image; choose another --output")
+    if overwrite:
+        return
+    existing = [str(p) for p in outputs.values() if p.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more of its outputs)" if len(existing) > 1 else ""
+        raise _usage(f"{existing[0]} already exists{more}; pass --overwrite to replace it")
+
+
+def _error_line(entry_path: Path, message: str) -> str:
+    message = " ".join(str(message).split())
+    label = str(entry_path)
+    return message if message.startswith(label) else f"{label}: {message}"
+
+
+def _scores(metrics: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    from dgp_toolkit.restoration import json_safe
+
+    if not metrics:
+        return None
+    return json_safe({"psnr": metrics[key]["psnr"], "ssim": metrics[key]["ssim"]})
+
+
+def _command_line(path: Path, specs: list[str], opts: dict[str, Any], preset_name: str) -> str:
+    args = ["dgp-tool", "restore", str(path)]
+    for spec in specs:
+        args += ["--degrade", spec]
+    args += ["--prior", opts["prior"]]
+    if opts["weights"] is not None:
+        args += ["--weights", str(opts["weights"])]
+    if opts["class_"] is not None:
+        args += ["--class", str(opts["class_"])]
+    args += ["--preset", str(opts["preset"] or preset_name), "--seed", str(opts["seed"]),
+             "--device", opts["device"], "--fit", opts["fit"]]
+    if opts["simulate"]:
+        args.append("--simulate")
+    if opts["iterations_scale"] != 1.0:
+        args += ["--iterations-scale", repr(opts["iterations_scale"])]
+    return shlex.join(args)
+
+
+class _ProgressDisplay:
+    """A rich progress bar on stderr for one image: stage, step, loss, elapsed, ETA."""
+
+    def __init__(self, name: str, enabled: bool) -> None:
+        self.name = name
+        self.progress = None
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        from dgp_toolkit.cli.output import stderr_console
+
+        console = stderr_console()
+        if not console.is_terminal:  # logs get the one-line summary only
+            return
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+                                 TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=console, transient=True)
+        self.task = self.progress.add_task(f"{name}: selecting a latent", total=None, loss="-")
+
+    def __enter__(self) -> "_ProgressDisplay":
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event: Any) -> None:
+        if self.progress is None:
+            return
+        self.progress.update(self.task, completed=event.step, total=event.total_steps,
+                             description=f"{self.name}: stage {event.stage + 1}/{event.n_stages}",
+                             loss=f"{event.loss:.4g}")
+
+
+def _write_outputs(result: Any, outputs: dict[str, Path], run: dict[str, Any], *, overwrite: bool,
+                   protect: list[Path]) -> None:
+    """Write every output atomically; on Ctrl-C or failure remove the ones this call wrote."""
+    from dgp_toolkit.images import write_atomic, write_image
+
+    images = {"restored": result.image, "observed": result.observation,
+              "full_resolution": result.full_resolution}
+    written: list[Path] = []
+    try:
+        for key, path in outputs.items():
+            if key == "run":
+                data = json.dumps(run, indent=2, allow_nan=False).encode("utf-8") + b"\n"
+                write_atomic(path, lambda handle: handle.write(data), overwrite=overwrite, protect=protect)
+            else:
+                image = result.sheet() if key == "sheet" else images[key]
+                write_image(image, path, overwrite=overwrite, protect=protect)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _summary(name: str, result: Any, record: dict[str, Any], prior: Any) -> str:
+    names = getattr(prior, "class_names", ())
+    cls = result.class_index
+    label = f"{cls} ({names[cls]})" if 0 <= cls < len(names) else str(cls)
+    how = {"done": "restored", "early_stop": "restored (early stop)",
+           "non_finite": "stopped early (non-finite loss)"}.get(result.stopped, result.stopped)
+    text = f"{name}: {how} in {record['seconds']:.1f} s, class {label}, preset {record['preset']} -> {record['output']}"
+    if record["observation"] and record["result"]:
+        def fmt(value: Any) -> str:
+            return "inf" if value is None else f"{value:.2f}"
+        obs, res = record["observation"], record["result"]
+        text += (f"; PSNR {fmt(obs['psnr'])} -> {fmt(res['psnr'])} dB, "
+                 f"SSIM {obs['ssim']:.3f} -> {res['ssim']:.3f}")
+    return text
+
+
+def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: bool) -> None:
+    text = json.dumps(records, indent=2, allow_nan=False)
+    click.echo(text)
+    if metrics_path is not None:
+        from dgp_toolkit.images import write_atomic
+
+        data = text.encode("utf-8") + b"\n"
+        write_atomic(metrics_path, lambda handle: handle.write(data), overwrite=True)
+
+
+@click.command("restore", epilog=EPILOG)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
+@click.option("--degrade", "-d", "degrade", multiple=True, metavar="SPEC",
+              help="A degradation NAME[:key=value,...], repeatable, in the order they hit the image "
+                   "(see `dgp-tool degradations`); none: plain reconstruction.")
+@click.option("--prior", default="biggan", show_default=True, metavar="NAME", help="The prior (see `dgp-tool weights list`).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="A folder holding an official G_ema_*.pth + D_*.pth pair (or a prior file), used "
+                   "without importing it.")
+@click.option("--class", "class_", default=None, metavar="INDEX|NAME",
+              help="The image's class; default: latent selection picks one.")
+@click.option("--preset", default=None, metavar="NAME|FILE",
+              help="A preset name (`dgp-tool presets`) or a TOML file; default: chosen from the degradations.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Makes a CPU run bit-for-bit repeatable.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|mps",
+              help="auto picks CUDA, then MPS, then the CPU (cuda:N also works).")
+@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), default=Path("restored"),
+              show_default=True, metavar="DIR", help="Folder for the outputs (created if missing).")
+@click.option("--fit", type=click.Choice(FIT_CHOICES), default="crop", show_default=True,
+              help="How an image of another size is brought to the prior's: centre crop, pad or resize.")
+@click.option("--simulate", is_flag=True,
+              help="The input is clean: degrade it first, then score the observation and the result against it.")
+@click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=None, metavar="FILE.json",
+              help="Also write the JSON list to this file.")
+@click.option("--sheet", is_flag=True, help="Also write NAME_sheet.png: input, observation, stages, result.")
+@click.option("--iterations-scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              metavar="F", help="Multiply every stage's iterations (0.1 for a quick look).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries on stderr (errors still).")
+@click.pass_context
+def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple[str, ...], prior: str,
+                    weights: Path | None, class_: str | None, preset: str | None, seed: int, device: str,
+                    out_dir: Path, fit: str, simulate: bool, metrics_path: Path | None, sheet: bool,
+                    iterations_scale: float, overwrite: bool, quiet: bool) -> None:
+    """Restore INPUT images (files or folders) with a deep generative prior.
+
+    The degradations say what happened to the images (--degrade gray: they lost their
+    colours; --degrade mask: a hole; --degrade downsample:factor=4: they are small;
+    --degrade blur, --degrade noise); DGP finds the clean image that, degraded the same
+    way, matches. With --simulate the inputs are clean images: they are degraded first
+    and the results are scored against them (PSNR, SSIM).
+    """
+    opts = dict(prior=prior, weights=weights, class_=class_, preset=preset, seed=seed, device=device,
+                fit=fit, simulate=simulate, iterations_scale=iterations_scale)
+    from dgp_toolkit.cli.output import stderr_console
+    from dgp_toolkit.errors import DGPError, DGPUsageError
+    from dgp_toolkit.restoration import (
+        full_resolution_task,
+        json_safe,
+        load_input,
+        prepare_restore,
+        restore_input,
+    )
+
+    console = stderr_console()
+    debug = bool(ctx.find_root().params.get("debug"))
+
+    # ---- everything a user can get wrong, before any work (exit 2)
+    _check_output_dir(out_dir)
+    if metrics_path is not None:
+        if metrics_path.is_dir():
+            raise DGPUsageError(f"--metrics {metrics_path}: is a folder; give a file name")
+        if metrics_path.exists() and not overwrite:
+            raise DGPUsageError(f"--metrics {metrics_path}: already exists; pass --overwrite to replace it")
+    entries = expand_inputs(inputs, out_dir)
+    setup = prepare_restore(list(degrade), prior, preset=preset, label=class_, device=device, weights=weights)
+    preset_name = getattr(setup.preset, "name", str(preset))
+    protect = [e.path for e in entries]
+
+    records: list[dict[str, Any]] = []
+    codes: list[int] = []
+    names: dict[str, Path] = {}
+    for entry in entries:
+        start = time.perf_counter()
+        record: dict[str, Any] = {"input": str(entry.path), "output": None, "degradations": list(setup.specs),
+                                  "preset": preset_name, "class": setup.class_index, "seconds": None,
+                                  "observation": None, "result": None, "error": None}
+        try:
+            if entry.error:
+                raise DGPUsageError(entry.error)
+            name = entry.path.stem
+            if name in names:
+                raise DGPUsageError(f"its outputs would have the same names as those of {names[name]} "
+                                    f"({name}_restored.png ...); restore it separately with another --output")
+            names[name] = entry.path
+            inp = load_input(entry.path)
+            setup.degradation.check_image_size(*inp.size)
+            full = full_resolution_task(setup, inp, fit=fit, simulate=simulate) is not None
+            outputs = _planned_outputs(out_dir, name, sheet=sheet, full=full)
+            _check_free(outputs, overwrite, protect)
+            with _ProgressDisplay(name, enabled=not quiet) as display:
+                result = restore_input(setup, inp, fit=fit, simulate=simulate, seed=seed,
+                                       iterations_scale=iterations_scale, progress=display)
+            record.update(output=str(outputs["restored"]), **{"class": result.class_index},
+                          observation=_scores(result.metrics, "observation"),
+                          result=_scores(result.metrics, "result"))
+            run = {**result.config, "notes": result.notes, "metrics": result.metrics,
+                   "outputs": {k: str(v) for k, v in outputs.items()},
+                   "command": _command_line(entry.path, setup.specs, opts, preset_name),
+                   "history": result.history}
+            _write_outputs(result, outputs, json_safe(run), overwrite=overwrite, protect=protect)
+            record["seconds"] = round(time.perf_counter() - start, 3)
+            records.append(record)
+            codes.append(0)
+            if not quiet:
+                console.print(_summary(name, result, record, setup.prior), markup=False)
+                for note in result.notes:
+                    console.print(f"  {note}", markup=False, style="dim")
+                if result.stopped == "non_finite":
+                    console.print(f"  warning: {result.message}", markup=False, style="yellow")
+        except KeyboardInterrupt:
+            record.update(error="interrupted", seconds=round(time.perf_counter() - start, 3), output=None)
+            records.append(record)
+            _emit(records, metrics_path, overwrite)
+            raise
+        except Exception as exc:  # one bad input must not stop the batch
+            if isinstance(exc, DGPError):
+                message, code = str(exc), 2 if isinstance(exc, DGPUsageError) else 1
+            else:
+                if debug:
+                    console.print_exception()
+                message, code = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}", 1
+                if not debug:
+                    message += " (run `dgp-tool --debug restore ...` for the traceback)"
+            record.update(error=_error_line(entry.path, message), output=None,
+                          seconds=round(time.perf_counter() - start, 3))
+            records.append(record)
+            codes.append(code)
+            click.echo(f"Error: {record['error']}", err=True)
+
+    _emit(records, metrics_path, overwrite)
+    failed = [c for c in codes if c]
+    if failed:
+        ctx.exit(failed[0] if len(codes) == 1 else 3)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(restore_command)

@@ -1,0 +1,569 @@
+"""``dgp_toolkit.restore``: restore one image with a deep generative prior, from Python.
+
+The data flow (the same as ``dgp-tool restore``, which is built on the pieces below):
+
+1. read the image (a path, a PIL image, an ``H x W x 3`` uint8 array or a ``(3, H, W)``
+   tensor in [-1, 1]) as RGB, noting every conversion;
+2. fit it to the prior's resolution (``fit``: crop, pad or resize); a real observation
+   for ``downsample`` is fitted to the low resolution (``observation_size``) instead;
+3. build the degradation(s) (spec strings or :class:`~dgp_toolkit.Degradation` objects,
+   composed in order);
+4. make the target: ``observe`` of the input as given, or with ``simulate=True`` (the
+   input is clean) ``degrade`` of it with a generator seeded by ``seed``;
+5. run DGP (:func:`dgp_toolkit.engine.run_dgp`): latent selection, then the staged
+   fine-tuning of the preset;
+6. apply the task's post-processing (``finish``) and, with ``simulate``, score the
+   observation and the result against the clean input.
+
+Loading a prior takes a moment: for many images load it once and pass the object.
+
+>>> import dgp_toolkit
+>>> prior = dgp_toolkit.load_prior("biggan")                          # doctest: +SKIP
+>>> result = dgp_toolkit.restore("cat.png", degrade=["blur:sigma=1"], prior=prior,
+...                              simulate=True)                       # doctest: +SKIP
+>>> result.image.save("cat_restored.png"); result.metrics["result"]  # doctest: +SKIP
+{'psnr': 24.1, 'ssim': 0.83}
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dgp_toolkit.errors import DGPError, DGPUsageError
+
+__all__ = ["RestoreResult", "RestoreSetup", "InputImage", "prepare_restore", "load_input", "restore",
+           "restore_input", "full_resolution_task", "make_sheet", "json_safe", "versions"]
+
+_BICUBIC = Image.Resampling.BICUBIC
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class RestoreResult:
+    """What :func:`restore` returns.
+
+    Attributes:
+        image: the restoration (PIL, prior-sized), after the task's post-processing.
+        observation: the target the generator was fitted to (PIL, prior-sized).
+        input: the input after fitting (PIL; for a real ``downsample`` input, the small one).
+        tensor: ``image`` as a ``(1, 3, R, R)`` CPU tensor in [-1, 1].
+        raw: the generator's output before post-processing, ``(1, 3, R, R)`` CPU tensor.
+        metrics: with ``simulate``: ``{"observation": {"psnr", "ssim"}, "result": {...},
+            "protocol": "plain" | "colorization" | "inpainting"}``; else ``None``. PSNR is
+            ``inf`` for identical images.
+        history: the engine's records (losses per step), a list of dicts.
+        config: the full resolved configuration and versions: enough to reproduce the run.
+        z, class_index, generator_state: the latent (CPU), the class used (given or chosen)
+            and the fine-tuned generator's weights.
+        notes: what reading, conversion and fitting did, one line each.
+        full_resolution: for inputs larger than the prior: the colorization at the input's
+            resolution (``gray``) or the input with the hole filled (``mask``); else ``None``.
+        snapshots: the raw generator output at the end of each stage (CPU tensors).
+        stopped, message, timings: how the engine stopped, its message, seconds per phase.
+        seconds: wall time of the whole call.
+    """
+
+    image: Image.Image
+    observation: Image.Image
+    input: Image.Image
+    tensor: Any
+    raw: Any
+    metrics: dict[str, Any] | None
+    history: list[dict[str, Any]]
+    config: dict[str, Any]
+    z: Any
+    class_index: int
+    generator_state: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    full_resolution: Image.Image | None = None
+    snapshots: list[Any] = field(default_factory=list)
+    stopped: str = "done"
+    message: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def sheet(self) -> Image.Image:
+        """A PNG-ready strip: input, observation, the stage snapshots, result (labelled)."""
+        return make_sheet(self)
+
+    def __repr__(self) -> str:
+        score = ""
+        if self.metrics:
+            score = f", psnr {self.metrics['observation']['psnr']:.2f} -> {self.metrics['result']['psnr']:.2f} dB"
+        return (f"RestoreResult({self.image.size[0]}x{self.image.size[1]}, class {self.class_index}, "
+                f"{self.stopped}{score}, {self.seconds:.1f} s)")
+
+
+@dataclass
+class RestoreSetup:
+    """Everything shared by the images of one batch: built once by :func:`prepare_restore`."""
+
+    prior: Any
+    degradation: Any  # a Degradation or a Compose
+    steps: list[Any]
+    specs: list[str]
+    preset: Any
+    class_index: int | None
+    label: int | str | None = None
+    weights: str | None = None
+
+
+@dataclass
+class InputImage:
+    """A user's image as 8-bit RGB (``pil``), plus the exact float tensor when given one."""
+
+    pil: Image.Image
+    source: str
+    notes: list[str] = field(default_factory=list)
+    path: Path | None = None
+    tensor: Any = None  # (1, 3, H, W) float in [-1, 1] when the input was a tensor
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)``."""
+        return self.pil.size
+
+
+# --------------------------------------------------------------------------- set-up
+def _steps_of(degrade: Any) -> list[Any]:
+    from dgp_toolkit.plugins.degradations.base import Degradation
+    from dgp_toolkit.plugins.degradations.compose import Compose
+    from dgp_toolkit.registry import parse_degradation
+
+    if degrade is None:
+        return []
+    if isinstance(degrade, (str, Degradation, Compose)):
+        degrade = [degrade]
+    steps: list[Any] = []
+    for item in degrade:
+        if isinstance(item, str):
+            steps.append(parse_degradation(item))
+        elif isinstance(item, Compose):
+            steps.extend(item.steps)
+        elif isinstance(item, Degradation) or (hasattr(item, "observe") and hasattr(item, "degrade")):
+            steps.append(item)
+        else:
+            raise DGPUsageError(f"degrade: expected spec strings or Degradation objects, got {type(item).__name__}")
+    return steps
+
+
+def prepare_restore(degrade: Any = (), prior: Any = "biggan", *, preset: Any = None, label: int | str | None = None,
+                    device: str | None = None, weights: str | os.PathLike | None = None) -> RestoreSetup:
+    """Build the degradation, load the prior and the preset, resolve the class: once per batch.
+
+    Every user mistake (unknown degradation, prior or preset, class out of range, bad
+    device) raises :class:`DGPUsageError` here, before any image is touched.
+    """
+    from dgp_toolkit.plugins.degradations.compose import Compose
+    from dgp_toolkit.presets import load_preset, preset_for_degradations
+
+    steps = _steps_of(degrade)
+    degradation = steps[0] if len(steps) == 1 else Compose(steps)
+    if isinstance(prior, (str, os.PathLike)):
+        from dgp_toolkit.priors import load_prior
+
+        prior = load_prior(str(prior), device=device or "cpu", weights=weights)
+    elif weights is not None:
+        raise DGPUsageError("weights= only applies when the prior is given by name")
+    elif device is not None:
+        from dgp_toolkit.priors.biggan.prior import resolve_device
+
+        if resolve_device(device) != prior.device:
+            raise DGPUsageError(f"device {device!r} asked for, but the prior given is on {prior.device}; "
+                                "load the prior on that device (load_prior(..., device=...))")
+    class_index = None if label is None else int(prior.class_index(label))
+    if preset is None:
+        preset = preset_for_degradations(steps, prior)
+    elif isinstance(preset, (str, os.PathLike)):
+        preset = load_preset(preset if isinstance(preset, str) else str(preset), prior)
+    degradation.to(prior.device)
+    return RestoreSetup(prior=prior, degradation=degradation, steps=steps, specs=[s.spec for s in steps],
+                        preset=preset, class_index=class_index, label=label,
+                        weights=None if weights is None else str(weights))
+
+
+# --------------------------------------------------------------------------- inputs
+def load_input(image: Any) -> InputImage:
+    """Read a path, PIL image, ``H x W x 3`` uint8 array or ``(3, H, W)`` tensor in [-1, 1].
+
+    Anything else, or data outside those conventions, raises :class:`DGPUsageError`
+    (values are never rescaled silently).
+    """
+    from dgp_toolkit.images import _to_rgb, read_image
+
+    if isinstance(image, (str, os.PathLike)):
+        loaded = read_image(image)
+        return InputImage(loaded.image, str(loaded.path), list(loaded.notes), path=loaded.path)
+    if isinstance(image, Image.Image):
+        rgb, notes = _to_rgb(image, Path("<PIL image>"))  # the same conversions as for files
+        return InputImage(rgb, "<PIL image>", list(notes))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            raise DGPUsageError(f"expected an H x W x 3 uint8 array (or H x W for grey), got {image.dtype} "
+                                f"{image.shape}; convert floats with (x * 255).round().astype('uint8')")
+        notes = ["greyscale array converted to RGB"] if image.ndim == 2 else []
+        return InputImage(Image.fromarray(image).convert("RGB"), "<array>", notes)
+    import torch
+
+    if isinstance(image, torch.Tensor):
+        t = image.detach()
+        if t.ndim == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim != 3 or t.shape[0] != 3 or not t.is_floating_point():
+            raise DGPUsageError(f"expected a float (3, H, W) tensor in [-1, 1], got {t.dtype} {tuple(image.shape)}")
+        t = t.float().cpu()
+        if not bool(torch.isfinite(t).all()):
+            raise DGPUsageError("the input tensor holds NaN or infinite values")
+        low, high = float(t.min()), float(t.max())
+        if low < -1.001 or high > 1.001:
+            raise DGPUsageError(f"expected a tensor in [-1, 1], got values in [{low:.3g}, {high:.3g}]; "
+                                "map [0, 1] images with x * 2 - 1")
+        from dgp_toolkit.images import to_pil
+
+        return InputImage(to_pil(t), "<tensor>", [], tensor=t.clamp(-1, 1)[None])
+    raise DGPUsageError(f"expected an image path, PIL image, uint8 array or tensor, got {type(image).__name__}")
+
+
+def _fit_to(inp: InputImage, width: int, height: int, fit: str, device: Any, notes: list[str]) -> tuple[Any, Image.Image]:
+    """The input as a ``(1, 3, height, width)`` tensor on ``device`` and as PIL, fitted."""
+    from dgp_toolkit.images import fit_image, to_tensor
+
+    if inp.size == (width, height):
+        notes.append(f"already {width}x{height}, used as is")
+        if inp.tensor is not None:
+            return inp.tensor.to(device), inp.pil
+        return to_tensor(inp.pil, device=device), inp.pil
+    if inp.tensor is not None:
+        notes.append("tensor quantised to 8 bits for fitting")
+    fitted = fit_image(inp.pil, (width, height), mode=fit)
+    notes.append(fitted.note)
+    return to_tensor(fitted.image, device=device), fitted.image
+
+
+def full_resolution_task(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop",
+                         simulate: bool = False) -> str | None:
+    """``"colorization"`` or ``"inpainting"`` when the run also gives a full-resolution result,
+    else ``None``: a real input (not ``simulate``), a single ``gray`` or ``mask``, and a part
+    of the input seen by the prior (all of it, or the centre crop) larger than the prior."""
+    task = _task_of(setup.steps)
+    if simulate or task not in ("colorization", "inpainting"):
+        return None
+    width, height = inp.size
+    left, top, box_w, box_h = _fit_box(width, height, setup.prior.resolution, fit)
+    seen = (min(width, left + box_w) - max(0, left), min(height, top + box_h) - max(0, top))
+    return task if max(seen) > setup.prior.resolution else None
+
+
+def _task_of(steps: Sequence[Any]) -> str:
+    from dgp_toolkit.plugins.degradations.gray import Gray
+    from dgp_toolkit.plugins.degradations.mask import Mask
+
+    if len(steps) == 1 and isinstance(steps[0], Gray):
+        return "colorization"
+    if len(steps) == 1 and isinstance(steps[0], Mask):
+        return "inpainting"
+    return "plain"
+
+
+# --------------------------------------------------------------------------- running
+def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", simulate: bool = False, seed: int = 0,
+                  iterations_scale: float = 1.0, progress: Callable[[Any], None] | None = None,
+                  check_every: int = 50, snapshot_stages: bool = True) -> RestoreResult:
+    """Restore one loaded image with a prepared set-up (the body of :func:`restore`)."""
+    import torch
+
+    from dgp_toolkit.engine import run_dgp
+    from dgp_toolkit.images import FIT_MODES, to_pil
+
+    if fit not in FIT_MODES:
+        raise DGPUsageError(f"unknown fit mode {fit!r} (choose from {', '.join(FIT_MODES)})")
+    start = time.perf_counter()
+    prior, degradation = setup.prior, setup.degradation
+    side, device = prior.resolution, prior.device
+    notes = list(inp.notes)
+    width, height = inp.size
+    degradation.check_image_size(width, height)
+
+    with torch.no_grad():
+        if simulate:
+            clean, fitted = _fit_to(inp, side, side, fit, device, notes)
+            generator = torch.Generator().manual_seed(int(seed))
+            target = degradation.degrade(clean, generator=generator)
+            notes.append(f"simulated the observation: degrade() of the clean input, seed {seed}")
+        else:
+            clean = None
+            obs_h, obs_w = (int(v) for v in degradation.observation_size(side))
+            if (obs_h, obs_w) != (side, side) and inp.size == (side, side):
+                fitted_t, fitted = _fit_to(inp, side, side, fit, device, notes)
+                notes.append(f"taken as a full-size observation ({side}x{side})")
+            else:
+                fitted_t, fitted = _fit_to(inp, obs_w, obs_h, fit, device, notes)
+                if (obs_h, obs_w) != (side, side):
+                    notes.append(f"taken as the low-resolution observation ({obs_w}x{obs_h} for a "
+                                 f"{side}x{side} prior) and brought up by observe()")
+            target = degradation.observe(fitted_t, size=side)
+    if tuple(target.shape) != (1, 3, side, side):
+        raise DGPError(f"the degradation {' + '.join(setup.specs) or 'identity'} gave a target of shape "
+                       f"{tuple(target.shape)}, expected (1, 3, {side}, {side})")
+
+    res = run_dgp(prior, degradation, target, preset=setup.preset, seed=seed, class_index=setup.class_index,
+                  iterations_scale=iterations_scale, progress=progress, check_every=check_every,
+                  snapshot_stages=snapshot_stages)
+    with torch.no_grad():
+        raw = res.image.detach()
+        finished = degradation.finish(raw, target).clamp(-1, 1)
+    if res.stopped == "non_finite":
+        notes.append(f"the run stopped early: {res.message}")
+
+    task = _task_of(setup.steps)
+    metrics = _score(setup, task, finished, target, clean) if simulate else None
+    full = None
+    if full_resolution_task(setup, inp, fit=fit, simulate=simulate):
+        full, note = _full_resolution(setup, task, inp, finished, fit)
+        notes.append(note)
+    seconds = time.perf_counter() - start
+    class_index = int(res.class_index)
+    config = _config(setup, inp, res, fit=fit, simulate=simulate, seed=seed, iterations_scale=iterations_scale,
+                     check_every=check_every, class_index=class_index)
+    return RestoreResult(
+        image=to_pil(finished), observation=to_pil(target), input=fitted, tensor=finished.cpu(), raw=raw.cpu(),
+        metrics=metrics, history=list(res.history), config=config, z=res.z.detach().cpu(), class_index=class_index,
+        generator_state=_generator_state(res), notes=notes, full_resolution=full,
+        snapshots=[s.detach().cpu() for s in (res.snapshots or [])], stopped=res.stopped,
+        message=res.message or "", timings=dict(res.timings or {}), seconds=seconds)
+
+
+def _generator_state(res: Any) -> dict[str, Any]:
+    # The run's generator is not used again: share its tensors rather than copy them
+    # (a 128-px ImageNet generator is 280 MB).
+    generator = getattr(res, "generator", None)
+    if generator is not None:
+        return {k: v.detach() for k, v in generator.state_dict().items()}
+    return dict(res.generator_state)
+
+
+def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any = None,
+            label: int | str | None = None, seed: int = 0, device: str | None = None,
+            weights: str | os.PathLike | None = None, fit: str = "crop", simulate: bool = False,
+            iterations_scale: float = 1.0, progress: Callable[[Any], None] | None = None,
+            check_every: int = 50, snapshot_stages: bool = True) -> RestoreResult:
+    """Restore ``image`` with a deep generative prior; returns a :class:`RestoreResult`.
+
+    Args:
+        image: a path, a PIL image, an ``H x W x 3`` uint8 array or a ``(3, H, W)`` (or
+            ``(1, 3, H, W)``) tensor in [-1, 1].
+        degrade: spec strings (``"blur:sigma=2"``) and/or Degradation objects, applied to
+            the truth in this order; empty for a plain reconstruction.
+        prior: a prior name (``"biggan"``) or a loaded prior (load once for many images).
+        preset: a preset name (``"super-resolution"``), a TOML file, a Preset, or ``None``
+            to choose from the degradations.
+        label: the class (index or name); ``None`` lets latent selection choose one.
+        seed: makes a CPU run bit-for-bit repeatable (selection, simulated noise).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` (when the prior is loaded
+            here; default ``"cpu"``); a loaded prior stays on its own device.
+        weights: with a prior name: a folder with an official ``G_ema_*.pth`` +
+            ``D_*.pth`` pair, or a prior file.
+        fit: how an image of another size is brought to the prior's: ``crop``, ``pad``
+            or ``resize``.
+        simulate: the input is clean: degrade it first, then score the result against it.
+        iterations_scale: multiplies every stage's iterations (0.1 for a quick look).
+        progress: called with each ``ProgressEvent`` (stage, step, loss, elapsed).
+        check_every: steps between the engine's checks (NaN, early stop, history).
+
+    User mistakes raise :class:`DGPUsageError`; runtime failures :class:`DGPError`.
+
+    >>> r = restore("photo.png", ["gray"], label="cat")   # doctest: +SKIP
+    >>> r.image.save("photo_color.png")                    # doctest: +SKIP
+    """
+    setup = prepare_restore(degrade, prior, preset=preset, label=label, device=device, weights=weights)
+    inp = load_input(image)
+    return restore_input(setup, inp, fit=fit, simulate=simulate, seed=seed, iterations_scale=iterations_scale,
+                         progress=progress, check_every=check_every, snapshot_stages=snapshot_stages)
+
+
+# --------------------------------------------------------------------------- scores
+def _score(setup: RestoreSetup, task: str, finished: Any, target: Any, clean: Any) -> dict[str, Any]:
+    from dgp_toolkit.metrics import colorization_scores, inpainting_scores, scores
+
+    side = setup.prior.resolution
+    if task == "colorization":
+        def score(image):
+            return colorization_scores(image, clean, grey=target)
+    elif task == "inpainting":
+        missing = setup.steps[0].missing(side, side)
+
+        def score(image):
+            return inpainting_scores(image, clean, missing)
+    else:
+        def score(image):
+            return scores(image, clean)
+    with warnings.catch_warnings():  # skimage's Lab conversion warns about clipped out-of-gamut values
+        warnings.simplefilter("ignore", UserWarning)
+        return {"observation": score(target), "result": score(finished), "protocol": task}
+
+
+# --------------------------------------------------------------------------- full resolution
+def _fit_box(width: int, height: int, side: int, fit: str) -> tuple[int, int, int, int]:
+    """``(left, top, w, h)`` of the source region that ``fit_image`` maps onto ``side x side``.
+
+    Mirrors :func:`dgp_toolkit.images.fit_image` for a square target; with ``pad`` the
+    region reaches beyond the image (negative ``left``/``top``).
+
+    >>> _fit_box(64, 48, 32, "crop"), _fit_box(64, 48, 32, "pad"), _fit_box(64, 48, 32, "resize")
+    ((8, 0, 48, 48), (0, -8, 64, 64), (0, 0, 64, 48))
+    """
+    if fit == "resize" or width == height:
+        return (0, 0, width, height)
+    if fit == "crop":
+        cut = min(width, height)
+        return ((width - cut) // 2, (height - cut) // 2, cut, cut)
+    big = max(width, height)
+    return (-((big - width) // 2), -((big - height) // 2), big, big)
+
+
+def _full_resolution(setup: RestoreSetup, task: str, inp: InputImage, finished: Any,
+                     fit: str) -> tuple[Image.Image, str]:
+    from dgp_toolkit.images import to_array
+    from dgp_toolkit.metrics import put_luminance
+
+    width, height = inp.size
+    side = setup.prior.resolution
+    left, top, bw, bh = _fit_box(width, height, side, fit)
+    x0, y0, x1, y1 = max(0, left), max(0, top), min(width, left + bw), min(height, top + bh)
+    restored = Image.fromarray(to_array(finished)).resize((bw, bh), _BICUBIC)
+    region = restored.crop((x0 - left, y0 - top, x1 - left, y1 - top))
+    source = np.asarray(inp.pil)
+    if task == "colorization":
+        with warnings.catch_warnings():  # out-of-gamut Lab values are clipped, as intended
+            warnings.simplefilter("ignore", UserWarning)
+            rgb = put_luminance(np.asarray(region), source[y0:y1, x0:x1])
+        out = Image.fromarray(np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8))
+        covered = "the whole image" if (x1 - x0, y1 - y0) == (width, height) else f"its {x1 - x0}x{y1 - y0} centre crop"
+        return out, f"full-resolution colorization: the input's luminance with the restored colour ({covered})"
+    step = setup.steps[0]
+    file = step.options.get("file")
+    if file is not None:  # the mask is drawn at the input's size: use it exactly
+        from dgp_toolkit.images import read_image
+
+        grey = np.asarray(read_image(file).image.convert("L"))
+        alpha = (grey < 128).astype(np.float64)[y0:y1, x0:x1]
+        outside = int((grey < 128).sum() - (grey[y0:y1, x0:x1] < 128).sum())
+    else:
+        missing = (step.missing(side, side) * 255).astype(np.uint8)
+        hole = Image.fromarray(missing).resize((bw, bh), Image.Resampling.BILINEAR)
+        alpha = np.asarray(hole.crop((x0 - left, y0 - top, x1 - left, y1 - top)), dtype=np.float64) / 255.0
+        outside = 0
+    alpha = alpha[..., None]
+    out = source.astype(np.float64).copy()
+    out[y0:y1, x0:x1] = alpha * np.asarray(region, dtype=np.float64) + (1 - alpha) * out[y0:y1, x0:x1]
+    note = f"full-resolution inpainting: the filled hole pasted back into the {width}x{height} input"
+    if outside:
+        note += f" ({outside} missing pixels lie outside the fitted region and were left as they are)"
+    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8)), note
+
+
+# --------------------------------------------------------------------------- sheet
+def make_sheet(result: RestoreResult, *, tile: int = 128) -> Image.Image:
+    """A labelled strip: input, observation, one snapshot per stage, result.
+
+    Tiles are enlarged (nearest neighbour) to at least ``tile`` pixels so that 32-px
+    results stay visible.
+    """
+    from PIL import ImageDraw
+
+    from dgp_toolkit.images import to_pil
+
+    side = result.image.size[0]
+    size = max(side, tile)
+    tiles = [("input", result.input), ("observation", result.observation)]
+    tiles += [(f"stage {i + 1}", to_pil(s)) for i, s in enumerate(result.snapshots)]
+    tiles.append(("result", result.image))
+    band, pad = 14, 4
+    sheet = Image.new("RGB", (len(tiles) * (size + pad) + pad, size + band + 2 * pad), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, image) in enumerate(tiles):
+        x = pad + i * (size + pad)
+        sheet.paste(image.convert("RGB").resize((size, size), Image.Resampling.NEAREST), (x, pad))
+        draw.text((x + 2, pad + size + 1), label, fill=(0, 0, 0))
+    return sheet
+
+
+# --------------------------------------------------------------------------- configuration
+def versions() -> dict[str, str]:
+    """Versions of Python, the toolkit and the libraries a result depends on."""
+    out = {"python": platform.python_version()}
+    for dist in ("dgp-toolkit", "torch", "numpy", "pillow", "scikit-image", "kornia", "safetensors"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _preset_dict(preset: Any) -> Any:
+    for attr in ("to_dict", "as_dict"):
+        method = getattr(preset, attr, None)
+        if callable(method):
+            return method()
+    return str(preset)
+
+
+def _config(setup: RestoreSetup, inp: InputImage, res: Any, **run: Any) -> dict[str, Any]:
+    prior = setup.prior
+    describe = getattr(prior, "describe", None)
+    class_index = run.pop("class_index")
+    names = getattr(prior, "class_names", ())
+    return {
+        "input": {"source": inp.source, "size": list(inp.size)},
+        "degradations": list(setup.specs),
+        "prior": describe() if callable(describe) else {"name": getattr(prior, "name", str(prior))},
+        "weights": setup.weights,
+        "device": str(prior.device),
+        "preset": {"name": getattr(setup.preset, "name", None), "resolved": _preset_dict(setup.preset)},
+        "class": {"given": setup.label, "index": class_index,
+                  "name": names[class_index] if 0 <= class_index < len(names) else None},
+        **run,
+        "engine": dict(res.config or {}),
+        "stopped": res.stopped,
+        "message": res.message or "",
+        "timings": dict(res.timings or {}),
+        "versions": versions(),
+    }
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with JSON-only types: non-finite floats become ``None``, paths and other
+    objects strings, tuples lists, numpy and 0-d torch scalars Python numbers.
+
+    >>> json_safe({"psnr": float("inf"), "size": (2, 3), "mean": np.float32(0.5)})
+    {'psnr': None, 'size': [2, 3], 'mean': 0.5}
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return json_safe(item())
+    return str(value)
+

@@ -1,0 +1,302 @@
+"""``dgp-tool restore`` and ``dgp-tool presets`` through the real entry point, on a tiny
+random-weight BigGAN (as ``--prior biggan``) and a tiny preset file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dgp_toolkit.priors.biggan.model import BigGANConfig
+from dgp_toolkit.priors.biggan.synthetic import random_state_dicts, save_prior_file
+from dgp_toolkit.priors.biggan.variants import CIFAR10_CLASSES, ENV_EMBEDDED
+
+TINY = BigGANConfig(resolution=32, G_ch=8, D_ch=8, dim_z=20, shared_dim=16, n_classes=10, G_attn="0", D_attn="0")
+TINY_PRESET = """\
+task = "test"
+[select]
+select_num = 4
+sample_std = 0.3
+[schedule]
+name = "blockwise"
+iterations = [3, 3]
+ftr_num = [3, 3]
+ft_num = [2, 3]
+g_lr = [5e-5, 2e-5]
+z_lr = [2e-3, 1e-3]
+[schedule.weights]
+discriminator = [1.0, 1.0]
+mse = [1.0, 1.0]
+nll = [0.02, 0.02]
+"""
+KEYS = {"input", "output", "degradations", "preset", "class", "seconds", "observation", "result", "error"}
+INTERRUPT_PLUGIN = """
+from dgp_toolkit import hookimpl
+from dgp_toolkit.plugins.degradations.base import Degradation, Option
+
+CALLS = []
+
+
+class Interrupt(Degradation):
+    '''The identity, except that its Nth forward raises KeyboardInterrupt (Ctrl-C).'''
+
+    name = "interrupt"
+    OPTIONS = {"after": Option(int, 10**9, "forward call that is interrupted")}
+
+    def forward(self, x):
+        CALLS.append(1)
+        if len(CALLS) == self.options["after"]:
+            raise KeyboardInterrupt
+        return x
+
+
+@hookimpl
+def register_degradations(register):
+    register("interrupt", Interrupt)
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    G_sd, D_sd = random_state_dicts(TINY, seed=0)
+    weights = save_prior_file(folder / "tiny.safetensors", G_sd, D_sd, TINY, class_names=list(CIFAR10_CLASSES))
+    preset = folder / "tiny.toml"
+    preset.write_text(TINY_PRESET)
+    return weights, preset
+
+
+@pytest.fixture
+def run(dgp, tiny_files, monkeypatch, tmp_path):
+    """``dgp-tool restore ARGS --preset tiny.toml --device cpu -o OUT`` with the tiny prior."""
+    monkeypatch.setenv(ENV_EMBEDDED, str(tiny_files[0]))
+    monkeypatch.chdir(tmp_path)
+
+    def restore(*args: str, preset: bool = True, out: str = "out"):
+        extra = ["--preset", str(tiny_files[1])] if preset else []
+        device = [] if "--device" in args else ["--device", "cpu"]
+        return dgp("restore", *args, *extra, *device, "-o", out)
+
+    return restore
+
+
+def save(path: Path, width: int = 40, height: int = 30, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------- success
+def test_restores_each_input_with_all_outputs_and_a_json_list(run, tmp_path):
+    save(tmp_path / "a.png")
+    save(tmp_path / "b.jpg", 20, 20, seed=1)
+    result = run("a.png", "b.jpg", "--degrade", "blur:sigma=1", "--sheet", "--class", "cat")
+    assert result.exit_code == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert [set(r) for r in records] == [KEYS, KEYS]
+    a, b = records
+    assert a["input"] == "a.png" and a["output"] == str(Path("out") / "a_restored.png")
+    assert a["degradations"] == ["blur:sigma=1.0,size=5"] and a["preset"] == "tiny"
+    assert a["class"] == 3 and a["error"] is None and a["seconds"] > 0
+    assert a["observation"] is None and a["result"] is None  # scores only with --simulate
+    assert files(tmp_path / "out") == sorted(
+        f"{n}_{s}" for n in "ab" for s in ("restored.png", "observed.png", "run.json", "sheet.png"))
+    assert Image.open(tmp_path / "out" / "a_restored.png").size == (32, 32)
+    run_json = json.loads((tmp_path / "out" / "a_run.json").read_text())
+    assert run_json["degradations"] == ["blur:sigma=1.0,size=5"]
+    assert run_json["preset"]["resolved"]["schedule"]["iterations"] == [3, 3]
+    assert run_json["class"] == {"given": "cat", "index": 3, "name": "cat"}
+    assert "versions" in run_json and len(run_json["history"]) == 6
+    assert "centre-cropped 40x30 to 30x30, then resized to 32x32" in run_json["notes"]
+    assert run_json["command"].startswith("dgp-tool restore a.png --degrade blur:sigma=1.0,size=5 ")
+    assert "a: restored in" in result.stderr and "b: restored in" in result.stderr
+
+
+def test_simulate_writes_scores_to_stdout_and_the_metrics_file(run, tmp_path):
+    save(tmp_path / "a.png")
+    result = run("a.png", "--degrade", "gray", "--simulate", "--metrics", "m.json", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert json.loads((tmp_path / "m.json").read_text()) == records
+    for key in ("observation", "result"):
+        assert set(records[0][key]) == {"psnr", "ssim"}
+        assert isinstance(records[0][key]["psnr"], float)
+    assert result.stderr == ""  # --quiet
+
+
+def test_folders_expand_to_their_images_and_large_inputs_get_full_resolution(run, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save(photos / "one.png", 64, 48)
+    save(photos / "two.bmp", 16, 16)
+    (photos / "notes.txt").write_text("not an image")
+    result = run("photos", "--degrade", "mask", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert [r["input"] for r in json.loads(result.stdout)] == [str(Path("photos/one.png")), str(Path("photos/two.bmp"))]
+    out = files(tmp_path / "out")
+    assert "one_restored_full.png" in out and "two_restored_full.png" not in out
+    assert Image.open(tmp_path / "out" / "one_restored_full.png").size == (64, 48)
+
+
+def test_weights_point_the_prior_at_a_file(run, tiny_files, monkeypatch, tmp_path):
+    monkeypatch.delenv(ENV_EMBEDDED)
+    save(tmp_path / "a.png")
+    result = run("a.png", "--weights", str(tiny_files[0]), "--quiet")
+    assert result.exit_code == 0, result.stderr
+    run_json = json.loads((tmp_path / "out" / "a_run.json").read_text())
+    assert run_json["weights"] == str(tiny_files[0]) and f"--weights {tiny_files[0]}" in run_json["command"]
+
+
+def test_presets_are_listed(dgp):
+    table = dgp("presets")
+    assert table.exit_code == 0 and "super-resolution" in table.stdout
+    rows = json.loads(dgp("presets", "--json").stdout)
+    assert {"family", "name", "task", "stages", "iterations"} <= set(rows[0])
+    assert any(r["family"] == "biggan-32" and r["name"] == "inpainting" for r in rows)
+
+
+# ----------------------------------------------------------------------------- usage errors: exit 2, nothing done
+@pytest.mark.parametrize("args, words", [
+    (["--degrade", "blurr"], "unknown degradation 'blurr'; did you mean 'blur'?"),
+    (["--prior", "bigan"], "unknown prior 'bigan'; did you mean 'biggan'?"),
+    (["--class", "12"], "class 12 is out of range for prior 'biggan' (0..9)"),
+    (["--class", "kitten"], "unknown class 'kitten' for prior 'biggan'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--weights", "nowhere"], "--weights nowhere: no such file or folder"),
+])
+def test_usage_errors_exit_2_with_one_line_and_write_nothing(args, words, run, tmp_path):
+    save(tmp_path / "a.png")
+    result = run("a.png", *args)
+    assert result.exit_code == 2
+    assert error_lines(result.stderr) == [f"Error: {error_lines(result.stderr)[0][7:]}"]
+    assert words in result.stderr
+    assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_an_unknown_preset_exits_2(run, tmp_path):
+    save(tmp_path / "a.png")
+    result = run("a.png", "--degrade", "gray", "--preset", "colourisation", preset=False)
+    assert result.exit_code == 2 and "unknown preset 'colourisation'" in result.stderr
+    assert len(error_lines(result.stderr)) == 1 and not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_is_a_file_exits_2(run, tmp_path):
+    save(tmp_path / "a.png")
+    (tmp_path / "taken").write_text("a file")
+    result = run("a.png", out="taken")
+    assert result.exit_code == 2 and "--output taken: exists and is not a folder" in result.stderr
+    assert len(error_lines(result.stderr)) == 1 and (tmp_path / "taken").read_text() == "a file"
+
+
+def test_an_existing_metrics_file_needs_overwrite(run, tmp_path):
+    save(tmp_path / "a.png")
+    (tmp_path / "m.json").write_text("[]")
+    result = run("a.png", "--metrics", "m.json")
+    assert result.exit_code == 2 and "pass --overwrite" in result.stderr
+    assert (tmp_path / "m.json").read_text() == "[]" and not (tmp_path / "out").exists()
+
+
+def test_a_mask_file_of_the_wrong_size_is_reported_and_nothing_is_written(run, tmp_path):
+    save(tmp_path / "a.png")
+    mask = np.full((20, 20), 255, np.uint8)
+    mask[5:10, 5:10] = 0
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    result = run("a.png", "--degrade", "mask:file=mask.png")
+    assert result.exit_code == 2
+    assert error_lines(result.stderr) == [
+        "Error: a.png: mask: mask file mask.png is 20x20 but the image is 40x30; draw the mask at the image's size"]
+    assert json.loads(result.stdout)[0]["error"].startswith("a.png: mask: mask file")
+    assert files(tmp_path / "out") == []
+
+
+def test_existing_outputs_need_overwrite(run, tmp_path):
+    save(tmp_path / "a.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a_run.json").write_text("old")
+    result = run("a.png")
+    assert result.exit_code == 2
+    assert error_lines(result.stderr) == [
+        f"Error: a.png: {Path('out/a_run.json')} already exists; pass --overwrite to replace it"]
+    assert files(tmp_path / "out") == ["a_run.json"] and (tmp_path / "out" / "a_run.json").read_text() == "old"
+    again = run("a.png", "--overwrite", "--quiet")
+    assert again.exit_code == 0 and json.loads((tmp_path / "out" / "a_run.json").read_text())["degradations"] == []
+
+
+# ----------------------------------------------------------------------------- batches
+def test_a_bad_input_among_good_ones_is_skipped_and_the_batch_exits_3(run, tmp_path):
+    save(tmp_path / "a.png")
+    save(tmp_path / "c.png", seed=2)
+    good = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "b.png").write_bytes(good[: len(good) // 3])  # truncated
+    result = run("a.png", "b.png", "missing.png", "c.png", "--degrade", "gray", "--quiet")
+    assert result.exit_code == 3
+    records = json.loads(result.stdout)
+    assert [r["error"] is None for r in records] == [True, False, False, True]
+    assert "b.png: is truncated or corrupt" in records[1]["error"]
+    assert records[2]["error"] == "missing.png: no such file"
+    assert error_lines(result.stderr) == [f"Error: {records[1]['error']}", "Error: missing.png: no such file"]
+    assert files(tmp_path / "out") == sorted(
+        f"{n}_{s}" for n in "ac" for s in ("restored.png", "observed.png", "run.json"))
+
+
+def test_same_names_from_two_folders_do_not_overwrite_each_other(run, tmp_path):
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        save(tmp_path / folder / "a.png")
+    result = run("x/a.png", "y/a.png", "--quiet")
+    assert result.exit_code == 3
+    assert "same names as those of x/a.png" in json.loads(result.stdout)[1]["error"]
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+@pytest.fixture
+def interrupt_plugin(plugin_dist):
+    plugin_dist("dgp-interrupt", entry_points={"interrupt": "interrupt_plugin"},
+                modules={"interrupt_plugin": INTERRUPT_PLUGIN})
+
+
+def test_ctrl_c_in_the_first_image_exits_130_and_writes_nothing(run, interrupt_plugin, tmp_path):
+    save(tmp_path / "a.png")
+    result = run("a.png", "--degrade", "interrupt:after=3", "--sheet", "--metrics", "m.json")
+    assert result.exit_code == 130
+    assert "Interrupted." in result.stderr
+    assert json.loads(result.stdout)[0]["error"] == "interrupted"
+    assert files(tmp_path / "out") == []
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_ctrl_c_in_the_second_image_keeps_the_first_whole(run, interrupt_plugin, tmp_path):
+    save(tmp_path / "a.png")
+    save(tmp_path / "b.png", seed=1)
+    calibrate = run("a.png", "--degrade", "interrupt", "--quiet", out="calibrate")
+    assert calibrate.exit_code == 0, calibrate.stderr
+    calls = sys.modules["interrupt_plugin"].CALLS
+    per_image = len(calls)
+    calls.clear()
+    result = run("a.png", "b.png", "--degrade", f"interrupt:after={per_image + 2}", "--sheet", "--quiet")
+    assert result.exit_code == 130
+    assert [r["error"] for r in json.loads(result.stdout)] == [None, "interrupted"]
+    assert files(tmp_path / "out") == ["a_observed.png", "a_restored.png", "a_run.json", "a_sheet.png"]
+    json.loads((tmp_path / "out" / "a_run.json").read_text())  # complete
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -1,0 +1,280 @@
+"""``dgp_toolkit.restore``: inputs of every kind, the data flow, scores, full-resolution
+outputs and the errors, on a tiny random-weight BigGAN and a tiny preset (seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dgp_toolkit
+from dgp_toolkit.errors import DGPUsageError
+from dgp_toolkit.priors.biggan.model import BigGANConfig
+from dgp_toolkit.priors.biggan.synthetic import random_state_dicts, save_prior_file
+from dgp_toolkit.priors.biggan.variants import CIFAR10_CLASSES, ENV_EMBEDDED
+
+TINY = BigGANConfig(resolution=32, G_ch=8, D_ch=8, dim_z=20, shared_dim=16, n_classes=10, G_attn="0", D_attn="0")
+TINY_PRESET = """\
+task = "test"
+description = "two short stages, four candidates"
+[select]
+select_num = 4
+sample_std = 0.3
+[schedule]
+name = "blockwise"
+iterations = [3, 3]
+ftr_num = [3, 3]
+ft_num = [2, 3]
+g_lr = [5e-5, 2e-5]
+z_lr = [2e-3, 1e-3]
+[schedule.weights]
+discriminator = [1.0, 1.0]
+mse = [1.0, 1.0]
+nll = [0.02, 0.02]
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny networks: threads only add contention on a loaded 2-core machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    G_sd, D_sd = random_state_dicts(TINY, seed=0)
+    weights = save_prior_file(folder / "tiny.safetensors", G_sd, D_sd, TINY, class_names=list(CIFAR10_CLASSES))
+    preset = folder / "tiny.toml"
+    preset.write_text(TINY_PRESET)
+    return weights, preset
+
+
+@pytest.fixture
+def prior(tiny_files, monkeypatch):
+    monkeypatch.setenv(ENV_EMBEDDED, str(tiny_files[0]))
+    return dgp_toolkit.load_prior("biggan")
+
+
+@pytest.fixture
+def preset(tiny_files):
+    return str(tiny_files[1])
+
+
+def photo(width: int = 40, height: int = 30, seed: int = 0) -> np.ndarray:
+    """A smooth colourful uint8 image (gradients plus a little texture)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x / max(width - 1, 1), y / max(height - 1, 1), 0.5 + 0.5 * np.sin(x / 5.0)], axis=-1)
+    image = image * 200 + rng.integers(0, 40, size=image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- inputs
+def test_restore_is_public_and_survives_importing_its_module():
+    import dgp_toolkit.restoration  # noqa: F401  # must not shadow the function
+
+    assert callable(dgp_toolkit.restore)
+    assert dgp_toolkit.RestoreResult.__name__ == "RestoreResult"
+
+
+def test_docstring_examples():
+    import doctest
+
+    import dgp_toolkit.restoration
+
+    result = doctest.testmod(dgp_toolkit.restoration, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("kind", ["path", "pil", "array", "tensor"])
+def test_accepts_path_pil_array_and_tensor(kind, prior, preset, tmp_path):
+    array = photo()
+    if kind == "path":
+        image = tmp_path / "in.png"
+        Image.fromarray(array).save(image)
+    elif kind == "pil":
+        image = Image.fromarray(array)
+    elif kind == "array":
+        image = array
+    else:
+        image = torch.from_numpy(array).permute(2, 0, 1).float() / 127.5 - 1
+    result = dgp_toolkit.restore(image, ["blur:sigma=1"], prior, preset=preset)
+    assert isinstance(result, dgp_toolkit.RestoreResult)
+    assert result.image.size == (32, 32) and result.image.mode == "RGB"
+    assert result.observation.size == (32, 32)
+    assert result.tensor.shape == (1, 3, 32, 32) and float(result.tensor.abs().max()) <= 1
+    assert result.z.shape == (1, prior.dim_z)
+    assert 0 <= result.class_index < 10
+    assert len(result.history) == 6 and "loss" in result.history[0]
+    assert result.generator_state and all(torch.is_tensor(v) for v in result.generator_state.values())
+    assert result.metrics is None and result.full_resolution is None
+    assert "centre-cropped 40x30 to 30x30, then resized to 32x32" in result.notes
+    assert result.config["degradations"] == ["blur:sigma=1.0,size=5"]
+    assert result.config["preset"]["resolved"]["select"]["select_num"] == 4
+    assert {"torch", "dgp-toolkit", "python"} <= set(result.config["versions"])
+
+
+def test_the_same_image_gives_the_same_result_from_any_kind_of_input(prior, preset):
+    array = photo(32, 32)
+    from_array = dgp_toolkit.restore(array, ["blur:sigma=1"], prior, preset=preset, seed=3)
+    tensor = torch.from_numpy(array).permute(2, 0, 1).float() / 127.5 - 1
+    from_tensor = dgp_toolkit.restore(tensor, ["blur:sigma=1"], prior, preset=preset, seed=3)
+    assert torch.equal(from_array.tensor, from_tensor.tensor)
+    assert "already 32x32, used as is" in from_tensor.notes
+
+
+def test_the_loaded_prior_is_not_changed(prior, preset):
+    before = {k: v.clone() for k, v in prior.G.state_dict().items()}
+    dgp_toolkit.restore(photo(), ["gray"], prior, preset=preset)
+    assert all(torch.equal(before[k], v) for k, v in prior.G.state_dict().items())
+
+
+def test_degradation_objects_and_specs_mix(prior, preset):
+    blur = dgp_toolkit.get_degradation("blur", sigma=1.0)
+    result = dgp_toolkit.restore(photo(), [blur, "noise:sigma=0.05"], prior, preset=preset, label="cat")
+    assert result.config["degradations"] == ["blur:sigma=1.0,size=5", "noise:sigma=0.05"]
+    assert result.class_index == 3 and result.config["class"]["name"] == "cat"
+
+
+@pytest.mark.parametrize("bad, words", [
+    (np.zeros((8, 8, 3), np.float32), "uint8"),
+    (torch.full((3, 8, 8), 2.0), "[-1, 1]"),
+    (torch.zeros(2, 3, 8, 8), "(3, H, W)"),
+    ([1, 2, 3], "expected an image"),
+])
+def test_bad_inputs_are_usage_errors(bad, words, prior, preset):
+    with pytest.raises(DGPUsageError) as error:
+        dgp_toolkit.restore(bad, ["gray"], prior, preset=preset)
+    assert words in str(error.value)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"degrade": ["blurr"]}, "did you mean 'blur'"),
+    ({"label": 12}, "out of range"),
+    ({"label": "kitten"}, "unknown class 'kitten'"),
+    ({"preset": "super-resolutoin"}, "did you mean 'super-resolution'"),
+    ({"fit": "stretch"}, "unknown fit mode"),
+])
+def test_user_mistakes_are_usage_errors(kwargs, words, prior, preset):
+    options = {"degrade": ["gray"], "preset": preset, **kwargs}
+    with pytest.raises(DGPUsageError) as error:
+        dgp_toolkit.restore(photo(), prior=prior, **options)
+    assert words in str(error.value)
+
+
+def test_unknown_prior_is_a_usage_error():
+    with pytest.raises(DGPUsageError, match="unknown prior 'bigan'; did you mean 'biggan'"):
+        dgp_toolkit.restore(photo(), ["gray"], "bigan")
+
+
+def test_a_mask_file_of_the_wrong_size_is_a_usage_error(prior, preset, tmp_path):
+    mask = np.full((20, 20), 255, np.uint8)
+    mask[5:10, 5:10] = 0
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    with pytest.raises(DGPUsageError, match="mask file .* is 20x20 but the image is 40x30"):
+        dgp_toolkit.restore(photo(), [f"mask:file={tmp_path / 'mask.png'}"], prior, preset=preset)
+
+
+def test_an_interrupt_propagates(prior, preset):
+    def stop(event):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dgp_toolkit.restore(photo(), ["gray"], prior, preset=preset, progress=stop, check_every=1)
+
+
+# ----------------------------------------------------------------------------- data flow
+def test_progress_events_cover_every_stage(prior, preset):
+    events = []
+    dgp_toolkit.restore(photo(), ["gray"], prior, preset=preset, progress=events.append, check_every=1)
+    assert [e.step for e in events] == [1, 2, 3, 4, 5, 6]
+    assert {e.stage for e in events} == {0, 1} and events[-1].total_steps == 6
+
+
+def test_a_real_low_resolution_input_for_downsample_is_taken_as_is(prior, preset):
+    small = dgp_toolkit.restore(photo(8, 8), ["downsample:factor=4"], prior, preset=preset)
+    assert small.input.size == (8, 8) and small.observation.size == (32, 32)
+    assert any("low-resolution observation (8x8" in note for note in small.notes)
+    big = dgp_toolkit.restore(photo(64, 64), ["downsample:factor=4"], prior, preset=preset)
+    assert big.input.size == (8, 8)
+    assert "resized 64x64 to 8x8" in big.notes
+
+
+def test_simulate_scores_the_observation_and_the_result(prior, preset):
+    result = dgp_toolkit.restore(photo(), ["blur:sigma=1.5"], prior, preset=preset, simulate=True)
+    metrics = result.metrics
+    assert metrics["protocol"] == "plain"
+    for key in ("observation", "result"):
+        assert np.isfinite(metrics[key]["psnr"]) and -1 <= metrics[key]["ssim"] <= 1
+    from dgp_toolkit.metrics import psnr
+
+    clean = result.input
+    assert metrics["observation"]["psnr"] == pytest.approx(psnr(result.observation, clean), abs=0.2)
+    assert result.full_resolution is None  # a simulation evaluates; it makes no full-size output
+
+
+def test_simulate_protocols_for_colorization_and_inpainting(prior, preset):
+    gray = dgp_toolkit.restore(photo(), ["gray"], prior, preset=preset, simulate=True)
+    assert gray.metrics["protocol"] == "colorization"
+    mask = dgp_toolkit.restore(photo(), ["mask"], prior, preset=preset, simulate=True)
+    assert mask.metrics["protocol"] == "inpainting"
+    # the known pixels are kept, so only the hole differs from the clean input
+    known = np.ones((32, 32), bool)
+    known[11:21, 11:21] = False
+    assert np.array_equal(np.asarray(mask.image)[known], np.asarray(mask.input)[known])
+
+
+def test_reconstruction_of_an_exact_observation_has_infinite_psnr_and_json_null(prior, preset):
+    from dgp_toolkit.restoration import json_safe
+
+    result = dgp_toolkit.restore(photo(), [], prior, preset=preset, simulate=True)
+    assert result.metrics["observation"]["psnr"] == float("inf")
+    assert json_safe(result.metrics)["observation"]["psnr"] is None
+
+
+def test_seeded_runs_repeat_bit_for_bit(prior, preset):
+    a = dgp_toolkit.restore(photo(), ["noise:sigma=0.1"], prior, preset=preset, simulate=True, seed=5)
+    b = dgp_toolkit.restore(photo(), ["noise:sigma=0.1"], prior, preset=preset, simulate=True, seed=5)
+    assert torch.equal(a.tensor, b.tensor) and a.metrics == b.metrics
+
+
+# ----------------------------------------------------------------------------- full resolution
+@pytest.mark.parametrize("fit, size", [("crop", (48, 48)), ("pad", (64, 48)), ("resize", (64, 48))])
+def test_full_resolution_colorization_keeps_the_input_luminance(fit, size, prior, preset):
+    from skimage.color import rgb2lab
+
+    array = photo(64, 48)
+    result = dgp_toolkit.restore(array, ["gray"], prior, preset=preset, fit=fit)
+    full = result.full_resolution
+    assert full is not None and full.size == size
+    left = (64 - size[0]) // 2
+    source = array[:, left:left + size[0]]
+    lightness = rgb2lab(np.asarray(full) / 255.0)[..., 0]
+    assert np.abs(lightness - rgb2lab(source / 255.0)[..., 0]).max() < 2.0
+
+
+def test_full_resolution_inpainting_changes_only_the_hole(prior, preset):
+    array = photo(64, 64)
+    result = dgp_toolkit.restore(array, ["mask:box=8/8/8/8"], prior, preset=preset)
+    full = np.asarray(result.full_resolution)
+    assert full.shape == (64, 64, 3)
+    changed = np.any(full != array, axis=-1)
+    rows, cols = np.nonzero(changed)
+    assert changed.any() and rows.min() >= 14 and rows.max() <= 33 and cols.min() >= 14 and cols.max() <= 33
+
+
+def test_inputs_no_larger_than_the_prior_have_no_full_resolution_output(prior, preset):
+    assert dgp_toolkit.restore(photo(32, 32), ["gray"], prior, preset=preset).full_resolution is None
+    assert dgp_toolkit.restore(photo(64, 64), ["blur"], prior, preset=preset).full_resolution is None
+
+
+def test_sheet_holds_input_observation_stages_and_result(prior, preset):
+    result = dgp_toolkit.restore(photo(), ["gray"], prior, preset=preset)
+    assert len(result.snapshots) == 2
+    sheet = result.sheet()
+    assert sheet.mode == "RGB" and sheet.size[0] > 5 * 128 and sheet.size[1] > 128
