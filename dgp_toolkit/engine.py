@@ -283,7 +283,6 @@ def run_dgp(prior: Any, degradation: Any, target: torch.Tensor, *, preset: Any, 
     output (before the task's ``finish``), the latent, the class, the per-step losses and
     the fine-tuned generator.
     """
-    torch.manual_seed(seed)  # nothing in the loop draws from the global generator; belt and braces
     run = DGPRun(prior, degradation, target, preset=preset, seed=seed, class_index=class_index,
                  iterations_scale=iterations_scale, check_every=check_every,
                  snapshot_stages=snapshot_stages)

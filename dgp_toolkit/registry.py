@@ -67,6 +67,8 @@ __all__ = [
 #: ``dgp_toolkit.cli.restore`` ...) and it is loaded exactly like an entry point.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "dgp_toolkit.plugins.degradations",
+    "dgp_toolkit.plugins.losses",
+    "dgp_toolkit.plugins.schedules",
     "dgp_toolkit.cli.plugins",
     "dgp_toolkit.cli.degradations",
     "dgp_toolkit.priors.biggan.plugin",
