@@ -34,6 +34,10 @@ _LAZY: dict[str, str] = {
     "load_prior": "dgp_toolkit.priors",
     "restore": "dgp_toolkit.restoration",
     "RestoreResult": "dgp_toolkit.restoration",
+    "jitter": "dgp_toolkit.manipulate",
+    "transfer": "dgp_toolkit.manipulate",
+    "morph": "dgp_toolkit.manipulate",
+    "sample": "dgp_toolkit.manipulate",
 }
 
 __all__ = [
@@ -47,6 +51,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from dgp_toolkit.plugins.degradations.base import Degradation, Option
+    from dgp_toolkit.manipulate import jitter, morph, sample, transfer
     from dgp_toolkit.priors import load_prior
     from dgp_toolkit.registry import (
         get_degradation,

@@ -76,6 +76,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "dgp_toolkit.cli.train",
     "dgp_toolkit.cli.restore",
     "dgp_toolkit.cli.presets",
+    "dgp_toolkit.cli.manipulate",
 )
 
 #: Entry-point group scanned for third-party plugins (also pluggy's project name).
