@@ -394,3 +394,26 @@ def save_grid(images: torch.Tensor, path: str | Path, *, ncol: int, pad: int = 2
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, *, recalibrate_batches: int = 50,
+                      batch_size: int = 64) -> dict:
+    """Write the prior file (EMA G + D, ``G.*``/``D.*`` safetensors) of a training checkpoint,
+    without the data set. Returns the metadata written."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise DGPUsageError(f"{checkpoint}: not a dgp-toolkit training checkpoint")
+    config = BigGANConfig.from_dict(json.loads(ckpt["config"]))
+    G, D = Generator(config), Discriminator(config)
+    G.load_state_dict(ckpt["G_ema"])
+    D.load_state_dict(ckpt["D"])
+    G.eval()
+    D.eval()
+    settings = json.loads(ckpt["settings"])
+    if recalibrate_batches:
+        recalibrate_batch_norm(G, config.n_classes, recalibrate_batches, batch_size=batch_size,
+                               seed=int(settings.get("seed", 0)))
+    meta = {"format": PRIOR_FORMAT, "config": config.to_json(), "class_names": ckpt["class_names"],
+            "step": str(int(ckpt["step"])), "train_seconds": f"{float(ckpt['elapsed']):.0f}",
+            "settings": ckpt["settings"]}
+    return save_prior_file(out, G, D, meta)
