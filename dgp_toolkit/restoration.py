@@ -72,6 +72,7 @@ class RestoreResult:
         snapshots: the raw generator output at the end of each stage (CPU tensors).
         stopped, message, timings: how the engine stopped, its message, seconds per phase.
         seconds: wall time of the whole call.
+        instance_norm: DGP's instance-norm statistics when that path was on (for saved states).
     """
 
     image: Image.Image
@@ -92,6 +93,7 @@ class RestoreResult:
     message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    instance_norm: dict[str, Any] | None = None
 
     def sheet(self) -> Image.Image:
         """A PNG-ready strip: input, observation, the stage snapshots, result (labelled)."""
@@ -341,7 +343,17 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
         metrics=metrics, history=list(res.history), config=config, z=res.z.detach().cpu(), class_index=class_index,
         generator_state=_generator_state(res), notes=notes, full_resolution=full,
         snapshots=[s.detach().cpu() for s in (res.snapshots or [])], stopped=res.stopped,
-        message=res.message or "", timings=dict(res.timings or {}), seconds=seconds)
+        message=res.message or "", timings=dict(res.timings or {}), seconds=seconds,
+        instance_norm=_instance_norm(res))
+
+
+def _instance_norm(res: Any) -> dict[str, Any] | None:
+    generator = getattr(res, "generator", None)
+    if generator is None:
+        return None
+    from dgp_toolkit.state import instance_norm_stats
+
+    return instance_norm_stats(generator)
 
 
 def _generator_state(res: Any) -> dict[str, Any]:

@@ -300,3 +300,23 @@ def test_ctrl_c_in_the_second_image_keeps_the_first_whole(run, interrupt_plugin,
     assert files(tmp_path / "out") == ["a_observed.png", "a_restored.png", "a_run.json", "a_sheet.png"]
     json.loads((tmp_path / "out" / "a_run.json").read_text())  # complete
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_save_state_then_jitter_from_state_reuses_the_reconstruction(run, dgp, tmp_path):
+    save(tmp_path / "a.png")
+    save(tmp_path / "b.png", seed=2)
+    many = run("a.png", "b.png", "--save-state", "one.safetensors")
+    assert many.exit_code == 2 and "{name}" in many.stderr
+    result = run("a.png", "--save-state", "states/{name}.safetensors")
+    assert result.exit_code == 0, result.stderr
+    state = tmp_path / "states" / "a.safetensors"
+    assert state.exists()
+    again = run("a.png", "--save-state", "states/{name}.safetensors", out="out2")
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+    jit = dgp("jitter", "--from-state", str(state), "--std", "0", "--count", "1", "-o", "jit", "--quiet")
+    assert jit.exit_code == 0, jit.stderr
+    # std 0 reproduces the saved reconstruction, which is the restored image (no finish for 'none').
+    restored = np.asarray(Image.open(tmp_path / "out" / "a_restored.png"), dtype=np.int16)
+    frames = [p for p in (tmp_path / "jit").iterdir() if "sheet" not in p.name and p.suffix == ".png"]
+    assert frames, sorted(p.name for p in (tmp_path / "jit").iterdir())
+    assert np.abs(np.asarray(Image.open(frames[0]), dtype=np.int16) - restored).max() <= 1

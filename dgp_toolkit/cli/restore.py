@@ -290,13 +290,16 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
 @click.option("--sheet", is_flag=True, help="Also write NAME_sheet.png: input, observation, stages, result.")
 @click.option("--iterations-scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               metavar="F", help="Multiply every stage's iterations (0.1 for a quick look).")
+@click.option("--save-state", "save_state", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Also save each reconstruction (z, class, tuned generator) for "
+              "`jitter/transfer --from-state`; with several inputs FILE must contain {name}.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries on stderr (errors still).")
 @click.pass_context
 def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple[str, ...], prior: str,
                     weights: Path | None, class_: str | None, preset: str | None, seed: int, device: str,
                     out_dir: Path, fit: str, simulate: bool, metrics_path: Path | None, sheet: bool,
-                    iterations_scale: float, overwrite: bool, quiet: bool) -> None:
+                    iterations_scale: float, save_state: Path | None, overwrite: bool, quiet: bool) -> None:
     """Restore INPUT images (files or folders) with a deep generative prior.
 
     The degradations say what happened to the images (--degrade gray: they lost their
@@ -331,6 +334,9 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
     setup = prepare_restore(list(degrade), prior, preset=preset, label=class_, device=device, weights=weights)
     preset_name = getattr(setup.preset, "name", str(preset))
     protect = [e.path for e in entries]
+    if save_state is not None and len(entries) > 1 and "{name}" not in str(save_state):
+        raise DGPUsageError(f"--save-state {save_state}: with several inputs, put {{name}} in the file name "
+                            "(e.g. --save-state states/{name}.safetensors)")
 
     records: list[dict[str, Any]] = []
     codes: list[int] = []
@@ -353,6 +359,9 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
             full = full_resolution_task(setup, inp, fit=fit, simulate=simulate) is not None
             outputs = _planned_outputs(out_dir, name, sheet=sheet, full=full)
             _check_free(outputs, overwrite, protect)
+            state_path = Path(str(save_state).replace("{name}", name)) if save_state is not None else None
+            if state_path is not None and state_path.exists() and not overwrite:
+                raise DGPUsageError(f"{state_path} already exists; pass --overwrite to replace it")
             with _ProgressDisplay(name, enabled=not quiet) as display:
                 result = restore_input(setup, inp, fit=fit, simulate=simulate, seed=seed,
                                        iterations_scale=iterations_scale, progress=display)
@@ -364,6 +373,12 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
                    "command": _command_line(entry.path, setup.specs, opts, preset_name),
                    "history": result.history}
             _write_outputs(result, outputs, json_safe(run), overwrite=overwrite, protect=protect)
+            if state_path is not None:
+                from dgp_toolkit.state import reconstruction_from_result, save_state as write_state
+
+                write_state(state_path, reconstruction_from_result(setup.prior, result, preset=setup.preset,
+                                                                   seed=seed, source=str(entry.path)),
+                            overwrite=overwrite, protect=protect)
             record["seconds"] = round(time.perf_counter() - start, 3)
             records.append(record)
             codes.append(0)
