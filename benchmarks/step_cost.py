@@ -46,8 +46,13 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def worker(name: str, precision: str, reps: int, device: str, threads: int | None) -> dict:
-    """Measure one configuration in this process; returns a JSON-able dict."""
+def worker(name: str, precision: str, reps: int, device: str, threads: int | None,
+           budget_s: float = 60.0) -> dict:
+    """Measure one configuration in this process; returns a JSON-able dict.
+
+    After the warm-up step, up to ``reps`` timed steps while the time spent stays under
+    ``budget_s``; with none (a very slow configuration) the warm-up step is the figure.
+    """
     import torch
 
     from dgp_toolkit.priors.biggan.model import BigGANConfig
@@ -95,11 +100,13 @@ def worker(name: str, precision: str, reps: int, device: str, threads: int | Non
         return time.perf_counter() - start
 
     first = timed()  # includes one-off costs (spectral norms of frozen layers, allocator)
-    times = [timed() for _ in range(reps)]
+    times: list[float] = []
+    while len(times) < reps and first + sum(times) < budget_s:
+        times.append(timed())
     result = {
         "config": name, "precision": precision, "device": str(dev), "threads": torch.get_num_threads(),
-        "first_step_s": first, "median_s": statistics.median(times), "min_s": min(times),
-        "steps": reps, "G_params_M": sum(p.numel() for p in G.parameters()) / 1e6,
+        "first_step_s": first, "median_s": statistics.median(times or [first]), "min_s": min(times or [first]),
+        "steps": len(times), "G_params_M": sum(p.numel() for p in G.parameters()) / 1e6,
         "D_params_M": sum(p.numel() for p in prior.D.parameters()) / 1e6,
         "rss_after_build_mb": rss_models, "peak_rss_mb": _maxrss_mb(),
     }
@@ -115,13 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default=",".join(PRECISIONS), help="float32,bf16")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="seconds of timed steps per configuration before stopping early")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds after which a configuration is abandoned and reported as slower")
     parser.add_argument("--json", dest="json_path", default="step_cost.json", help="where to write the results")
     parser.add_argument("--note", default="", help="a remark stored with the results (e.g. machine load)")
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.reps, args.device, args.threads)))
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.reps, args.device, args.threads,
+                                args.budget)))
         return 0
 
     rows = []
@@ -129,10 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only.split(","):
         for precision in args.precision.split(","):
             cmd = [sys.executable, __file__, "--worker", name, precision, "--reps", str(args.reps),
-                   "--device", args.device]
+                   "--device", args.device, "--budget", str(args.budget)]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                rows.append({"config": name, "precision": precision, "timed_out_after_s": args.timeout})
+                print(f"{name} px {precision}: abandoned after {args.timeout:.0f} s", file=sys.stderr)
+                continue
             if proc.returncode != 0:
                 print(f"{name} {precision}: failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                 continue
@@ -149,10 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         c = CONFIGS[row["config"]]
+        if "timed_out_after_s" in row:
+            print(f"| {c['resolution']} | {c['G_ch']} | {c['G_attn']} | - | {row['precision']} "
+                  f"| > {row['timed_out_after_s']:.0f} (abandoned) | - | - |")
+            continue
         memory = row.get("peak_cuda_mb", row["peak_rss_mb"])
+        steps = f" ({row['steps']} timed)" if row["steps"] else " (warm-up only)"
         print(f"| {c['resolution']} | {c['G_ch']} | {c['G_attn']} | {row['G_params_M'] + row['D_params_M']:.1f} "
-              f"| {row['precision']} | {row['median_s']:.3f} | {row['first_step_s']:.3f} | {memory:.0f} |")
-    print(f"\n{info['cpus']} CPUs, torch threads {rows[0]['threads'] if rows else '?'}, load average before "
+              f"| {row['precision']} | {row['median_s']:.3f}{steps} | {row['first_step_s']:.3f} | {memory:.0f} |")
+    threads = next((r["threads"] for r in rows if "threads" in r), "?")
+    print(f"\n{info['cpus']} CPUs, torch threads {threads}, load average before "
           f"{load_before[0]:.1f}, after {info['loadavg_after'][0]:.1f}. {args.note}".rstrip())
     return 0
 
