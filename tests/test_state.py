@@ -131,6 +131,13 @@ def test_a_restore_result_becomes_a_state(prior, tmp_path):
     again = load_state(save_state(tmp_path / "r.safetensors", rec), prior)
     assert again.class_index == 2 and again.source == "x.png"
     assert torch.equal(again.render(prior), result.raw)
+    # With the instance-norm path on, the result carries its statistics, so the state
+    # still reproduces the image exactly; without them, saving is refused.
     with_in = restore(image(3), [], prior, preset=tiny_preset(use_in=(True, True, True)), seed=0)
+    assert with_in.instance_norm is not None
+    rec_in = reconstruction_from_result(prior, with_in, seed=0)
+    again_in = load_state(save_state(tmp_path / "in.safetensors", rec_in), prior)
+    assert torch.equal(again_in.render(prior), with_in.raw)
+    with_in.instance_norm = None
     with pytest.raises(DGPUsageError, match="instance-norm"):
         reconstruction_from_result(prior, with_in)
