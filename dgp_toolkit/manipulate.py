@@ -38,6 +38,7 @@ import torch
 from PIL import Image
 
 from dgp_toolkit.errors import DGPUsageError
+from dgp_toolkit.restoration import resolve_prior
 from dgp_toolkit.state import Reconstruction, is_state_file, load_state, reconstruction_from_result
 
 __all__ = ["JitterResult", "MorphResult", "SampleResult", "TransferResult", "check_stds", "interpolate_states",
@@ -171,22 +172,6 @@ class SampleResult:
 
 
 # --------------------------------------------------------------------------- set-up
-def _load_prior(prior: Any, device: str | None, weights: str | os.PathLike | None) -> Any:
-    if isinstance(prior, (str, os.PathLike)):
-        from dgp_toolkit.priors import load_prior
-
-        return load_prior(str(prior), device=device or "cpu", weights=weights)
-    if weights is not None:
-        raise DGPUsageError("weights= only applies when the prior is given by name")
-    if device is not None:
-        from dgp_toolkit.priors.biggan.prior import resolve_device
-
-        if resolve_device(device) != prior.device:
-            raise DGPUsageError(f"device {device!r} asked for, but the prior given is on {prior.device}; "
-                                "load the prior on that device (load_prior(..., device=...))")
-    return prior
-
-
 def load_manipulation_preset(preset: Any, prior: Any, update_embed: bool | None) -> Any:
     """A preset (default ``manipulation``) by name, file or object, with ``update_embed`` set if given.
 
@@ -252,7 +237,7 @@ def reconstruct(image: Any, prior: Any = "biggan", *, preset: Any = None, label:
     from dgp_toolkit.engine import run_dgp
     from dgp_toolkit.plugins.degradations.compose import Compose
 
-    prior = _load_prior(prior, device, weights)
+    prior = resolve_prior(prior, device, weights)
     preset = load_manipulation_preset(preset, prior, update_embed)
     class_index = None if label is None else int(prior.class_index(label))
     target, fitted, source, notes = _fitted_target(image, prior, fit)
@@ -272,9 +257,9 @@ def _prepare(image_or_state: Any, prior: Any, *, device: str | None, weights: An
     """The prior and the reconstruction: a given one (checked against the prior) or a new one."""
     state = _as_state(image_or_state)
     if state is None:
-        prior = _load_prior("biggan" if prior is None else prior, device, weights)
+        prior = resolve_prior("biggan" if prior is None else prior, device, weights)
         return prior, reconstruct(image_or_state, prior, label=label, **options)
-    prior = _load_prior(state.prior_name if prior is None else prior, device, weights)
+    prior = resolve_prior(state.prior_name if prior is None else prior, device, weights)
     state.check_prior(prior)
     if label is not None and int(prior.class_index(label)) != state.class_index:
         raise DGPUsageError(f"the class applies to a new reconstruction; this state already has class "
@@ -445,7 +430,7 @@ def morph(image_a: Any, image_b: Any, *, steps: int = 11, prior: Any = None, see
     state_a, state_b = _as_state(image_a), _as_state(image_b)
     if prior is None:
         prior = next((s.prior_name for s in (state_a, state_b) if s is not None), "biggan")
-    prior = _load_prior(prior, device, weights)
+    prior = resolve_prior(prior, device, weights)
     _, a = _prepare(image_a if state_a is None else state_a, prior, device=None, weights=None, label=labels[0],
                     **options)
     _, b = _prepare(image_b if state_b is None else state_b, prior, device=None, weights=None, label=labels[1],
@@ -491,7 +476,7 @@ def sample(prior: Any = "biggan", *, label: int | str | None = None, count: int 
         raise DGPUsageError(f"std {std!r} is not a number") from None
     if not (math.isfinite(std) and std > 0):
         raise DGPUsageError(f"std must be a finite number > 0, got {std!r}")
-    prior = _load_prior(prior, device, weights)
+    prior = resolve_prior(prior, device, weights)
     fixed = None if label is None else int(prior.class_index(label))
     generator = torch.Generator().manual_seed(int(seed))
     # One draw per sample (latent, then class): the k-th sample does not depend on ``count``.

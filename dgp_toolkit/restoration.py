@@ -160,6 +160,24 @@ def _steps_of(degrade: Any) -> list[Any]:
     return steps
 
 
+def resolve_prior(prior: Any, device: str | None, weights: str | os.PathLike | None) -> Any:
+    """The prior given by name (loaded on ``device``, default CPU, from ``weights`` if given) or
+    as an object (used as is: ``weights`` is refused, ``device`` must be where it already is)."""
+    if isinstance(prior, (str, os.PathLike)):
+        from dgp_toolkit.priors import load_prior
+
+        return load_prior(str(prior), device=device or "cpu", weights=weights)
+    if weights is not None:
+        raise DGPUsageError("weights= only applies when the prior is given by name")
+    if device is not None:
+        from dgp_toolkit.priors.biggan.prior import resolve_device
+
+        if resolve_device(device) != prior.device:
+            raise DGPUsageError(f"device {device!r} asked for, but the prior given is on {prior.device}; "
+                                "load the prior on that device (load_prior(..., device=...))")
+    return prior
+
+
 def prepare_restore(degrade: Any = (), prior: Any = "biggan", *, preset: Any = None, label: int | str | None = None,
                     device: str | None = None, weights: str | os.PathLike | None = None) -> RestoreSetup:
     """Build the degradation, load the prior and the preset, resolve the class: once per batch.
@@ -172,18 +190,7 @@ def prepare_restore(degrade: Any = (), prior: Any = "biggan", *, preset: Any = N
 
     steps = _steps_of(degrade)
     degradation = steps[0] if len(steps) == 1 else Compose(steps)
-    if isinstance(prior, (str, os.PathLike)):
-        from dgp_toolkit.priors import load_prior
-
-        prior = load_prior(str(prior), device=device or "cpu", weights=weights)
-    elif weights is not None:
-        raise DGPUsageError("weights= only applies when the prior is given by name")
-    elif device is not None:
-        from dgp_toolkit.priors.biggan.prior import resolve_device
-
-        if resolve_device(device) != prior.device:
-            raise DGPUsageError(f"device {device!r} asked for, but the prior given is on {prior.device}; "
-                                "load the prior on that device (load_prior(..., device=...))")
+    prior = resolve_prior(prior, device, weights)
     class_index = None if label is None else int(prior.class_index(label))
     if preset is None:
         preset = preset_for_degradations(steps, prior)

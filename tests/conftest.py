@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh plugin registry per test, fake plugin distributions, a CLI runner."""
+"""Shared fixtures: a fresh plugin registry per test, fake plugin distributions, a CLI runner,
+torch on one thread, the tiny prior (``tiny.py``) as files and as ``--prior biggan``."""
 
 from __future__ import annotations
 
@@ -76,3 +77,47 @@ def dgp(capsys):
         return Result(code if isinstance(code, int) else (0 if code is None else 1), out, err)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``).
+
+    The tiny models gain nothing from more threads, and on a machine shared with other jobs
+    extra threads oversubscribe it and make each step many times slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_preset_toml():
+    """The text of ``tiny_files``' preset file; a module overrides this fixture to use another."""
+    from tiny import RESTORE_PRESET_TOML
+
+    return RESTORE_PRESET_TOML
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory, tiny_preset_toml):
+    """``(weights, preset)``: the tiny prior as a prior file (CIFAR-10 class names) and a preset file."""
+    from tiny import save_tiny_prior
+
+    folder = tmp_path_factory.mktemp("tiny")
+    weights = save_tiny_prior(folder / "tiny.safetensors")
+    preset = folder / "tiny.toml"
+    preset.write_text(tiny_preset_toml)
+    return weights, preset
+
+
+@pytest.fixture
+def tiny_biggan(tiny_files, monkeypatch):
+    """The tiny weights file as the embedded prior: what ``biggan`` (``--prior biggan``) loads."""
+    from dgp_toolkit.priors.biggan.variants import ENV_EMBEDDED
+
+    monkeypatch.setenv(ENV_EMBEDDED, str(tiny_files[0]))
+    return tiny_files[0]

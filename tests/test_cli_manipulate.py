@@ -8,59 +8,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from dgp_toolkit.priors.biggan.model import BigGANConfig
-from dgp_toolkit.priors.biggan.synthetic import random_state_dicts, save_prior_file
-from dgp_toolkit.priors.biggan.variants import CIFAR10_CLASSES, ENV_EMBEDDED
+from tiny import MANIPULATION_PRESET_TOML, WIDER, save_image, save_tiny_prior
 
-TINY = BigGANConfig(resolution=32, G_ch=8, D_ch=8, dim_z=20, shared_dim=16, n_classes=10, G_attn="0", D_attn="0")
-TINY_PRESET = """\
-task = "manipulation"
-[select]
-select_num = 4
-sample_std = 0.5
-[schedule]
-name = "blockwise"
-iterations = [3, 3, 3]
-ftr_num = [3, 3, 3]
-ft_num = [4, 4, 4]
-g_lr = [1e-3, 1e-3, 1e-4]
-z_lr = [1e-2, 1e-2, 1e-3]
-[schedule.weights]
-discriminator = [1.0, 1.0, 1.0]
-mse = [1.0, 1.0, 1.0]
-nll = [0.2, 0.2, 0.2]
-"""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py, as are tiny_files and tiny_biggan
 
 
 @pytest.fixture(scope="module")
-def tiny_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    G_sd, D_sd = random_state_dicts(TINY, seed=0)
-    weights = save_prior_file(folder / "tiny.safetensors", G_sd, D_sd, TINY, class_names=list(CIFAR10_CLASSES))
-    wider = BigGANConfig(**{**TINY.to_dict(), "dim_z": 24})
-    G_sd, D_sd = random_state_dicts(wider, seed=0)
-    other = save_prior_file(folder / "wider.safetensors", G_sd, D_sd, wider, class_names=list(CIFAR10_CLASSES))
-    preset = folder / "tiny.toml"
-    preset.write_text(TINY_PRESET)
-    return weights, preset, other
+def tiny_preset_toml():
+    return MANIPULATION_PRESET_TOML
+
+
+@pytest.fixture(scope="module")
+def wider_file(tmp_path_factory):
+    """Another prior (a wider latent) as a prior file."""
+    return save_tiny_prior(tmp_path_factory.mktemp("wider") / "wider.safetensors", WIDER)
 
 
 @pytest.fixture
-def run(dgp, tiny_files, monkeypatch, tmp_path):
+def run(dgp, tiny_files, tiny_biggan, monkeypatch, tmp_path):
     """``dgp-tool COMMAND ARGS --device cpu`` with the tiny prior as ``biggan``, in ``tmp_path``;
     commands that reconstruct get ``--preset tiny.toml``."""
-    monkeypatch.setenv(ENV_EMBEDDED, str(tiny_files[0]))
     monkeypatch.chdir(tmp_path)
 
     def command(name: str, *args: str, preset: bool = True):
@@ -68,12 +37,6 @@ def run(dgp, tiny_files, monkeypatch, tmp_path):
         return dgp(name, *args, *extra, "--device", "cpu")
 
     return command
-
-
-def save(path: Path, width: int = 40, height: int = 30, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 def files(folder: Path) -> list[str]:
@@ -92,7 +55,7 @@ def one_error_line(result) -> str:
 
 # ----------------------------------------------------------------------------- jitter
 def test_jitter_writes_variations_a_sheet_and_a_state_that_reproduces_them(run, tmp_path):
-    save(tmp_path / "cat.png")
+    save_image(tmp_path / "cat.png")
     first = run("jitter", "cat.png", "--std", "0,0.5", "--count", "2", "--class", "cat",
                 "--save-state", "cat.state.safetensors", "-o", "a")
     assert first.exit_code == 0, first.stderr
@@ -121,7 +84,7 @@ def test_jitter_writes_variations_a_sheet_and_a_state_that_reproduces_them(run, 
 
 
 def test_existing_outputs_need_overwrite_and_inputs_are_never_overwritten(run, tmp_path):
-    save(tmp_path / "cat.png")
+    save_image(tmp_path / "cat.png")
     assert run("jitter", "cat.png", "--count", "1", "--std", "0.3", "-o", "out").exit_code == 0
     before = {n: (tmp_path / "out" / n).read_bytes() for n in files(tmp_path / "out")}
     again = run("jitter", "cat.png", "--count", "1", "--std", "0.3", "-o", "out", "--seed", "1")
@@ -149,7 +112,7 @@ def test_existing_outputs_need_overwrite_and_inputs_are_never_overwritten(run, t
     (["jitter", "--from-state", "cat.png"], "not a dgp-toolkit state file"),
 ])
 def test_usage_errors_exit_2_with_one_line_and_write_nothing(run, tmp_path, args, words):
-    save(tmp_path / "cat.png")
+    save_image(tmp_path / "cat.png")
     result = run(*args, "-o", "out", preset="--preset" not in args)
     assert result.exit_code == 2, (result.stdout, result.stderr)
     line = one_error_line(result)
@@ -157,11 +120,11 @@ def test_usage_errors_exit_2_with_one_line_and_write_nothing(run, tmp_path, args
     assert not (tmp_path / "out").exists() and result.stdout == ""
 
 
-def test_a_state_for_another_prior_is_refused(run, tiny_files, tmp_path):
-    save(tmp_path / "cat.png")
+def test_a_state_for_another_prior_is_refused(run, wider_file, tmp_path):
+    save_image(tmp_path / "cat.png")
     made = run("jitter", "cat.png", "--count", "1", "--save-state", "s.safetensors", "-o", "a")
     assert made.exit_code == 0, made.stderr
-    refused = run("transfer", "--from-state", "s.safetensors", "--to", "1", "--weights", str(tiny_files[2]),
+    refused = run("transfer", "--from-state", "s.safetensors", "--to", "1", "--weights", str(wider_file),
                   "-o", "b", preset=False)
     assert refused.exit_code == 2
     assert "another architecture" in one_error_line(refused) and "dim_z" in refused.stderr
@@ -170,7 +133,7 @@ def test_a_state_for_another_prior_is_refused(run, tiny_files, tmp_path):
 
 # ----------------------------------------------------------------------------- transfer
 def test_transfer_to_all_and_to_the_own_class(run, tmp_path):
-    save(tmp_path / "dog.png", seed=2)
+    save_image(tmp_path / "dog.png", seed=2)
     result = run("transfer", "dog.png", "--to", "all", "--class", "dog", "-o", "t")
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)
@@ -184,8 +147,8 @@ def test_transfer_to_all_and_to_the_own_class(run, tmp_path):
 
 # ----------------------------------------------------------------------------- morph
 def test_morph_writes_frames_a_sheet_and_a_gif(run, tmp_path):
-    save(tmp_path / "a.png", seed=3)
-    save(tmp_path / "b.png", 30, 30, seed=4)
+    save_image(tmp_path / "a.png", seed=3)
+    save_image(tmp_path / "b.png", 30, 30, seed=4)
     result = run("morph", "a.png", "b.png", "--steps", "4", "--class", "cat", "--class", "dog", "-o", "m")
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)

@@ -9,31 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from dgp_toolkit.priors.biggan.model import BigGANConfig
-from dgp_toolkit.priors.biggan.synthetic import random_state_dicts, save_prior_file
-from dgp_toolkit.priors.biggan.variants import CIFAR10_CLASSES, ENV_EMBEDDED
+from dgp_toolkit.priors.biggan.variants import ENV_EMBEDDED
 
-TINY = BigGANConfig(resolution=32, G_ch=8, D_ch=8, dim_z=20, shared_dim=16, n_classes=10, G_attn="0", D_attn="0")
-TINY_PRESET = """\
-task = "test"
-[select]
-select_num = 4
-sample_std = 0.3
-[schedule]
-name = "blockwise"
-iterations = [3, 3]
-ftr_num = [3, 3]
-ft_num = [2, 3]
-g_lr = [5e-5, 2e-5]
-z_lr = [2e-3, 1e-3]
-[schedule.weights]
-discriminator = [1.0, 1.0]
-mse = [1.0, 1.0]
-nll = [0.02, 0.02]
-"""
+from tiny import save_image
+
 KEYS = {"input", "output", "degradations", "preset", "class", "seconds", "observation", "result", "error"}
 INTERRUPT_PLUGIN = """
 from dgp_toolkit import hookimpl
@@ -61,28 +42,12 @@ def register_degradations(register):
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    G_sd, D_sd = random_state_dicts(TINY, seed=0)
-    weights = save_prior_file(folder / "tiny.safetensors", G_sd, D_sd, TINY, class_names=list(CIFAR10_CLASSES))
-    preset = folder / "tiny.toml"
-    preset.write_text(TINY_PRESET)
-    return weights, preset
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py, as are tiny_files and tiny_biggan
 
 
 @pytest.fixture
-def run(dgp, tiny_files, monkeypatch, tmp_path):
+def run(dgp, tiny_files, tiny_biggan, monkeypatch, tmp_path):
     """``dgp-tool restore ARGS --preset tiny.toml --device cpu -o OUT`` with the tiny prior."""
-    monkeypatch.setenv(ENV_EMBEDDED, str(tiny_files[0]))
     monkeypatch.chdir(tmp_path)
 
     def restore(*args: str, preset: bool = True, out: str = "out"):
@@ -91,12 +56,6 @@ def run(dgp, tiny_files, monkeypatch, tmp_path):
         return dgp("restore", *args, *extra, *device, "-o", out)
 
     return restore
-
-
-def save(path: Path, width: int = 40, height: int = 30, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 def files(folder: Path) -> list[str]:
@@ -109,8 +68,8 @@ def error_lines(stderr: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- success
 def test_restores_each_input_with_all_outputs_and_a_json_list(run, tmp_path):
-    save(tmp_path / "a.png")
-    save(tmp_path / "b.jpg", 20, 20, seed=1)
+    save_image(tmp_path / "a.png")
+    save_image(tmp_path / "b.jpg", 20, 20, seed=1)
     result = run("a.png", "b.jpg", "--degrade", "blur:sigma=1", "--sheet", "--class", "cat")
     assert result.exit_code == 0, result.stderr
     records = json.loads(result.stdout)
@@ -134,7 +93,7 @@ def test_restores_each_input_with_all_outputs_and_a_json_list(run, tmp_path):
 
 
 def test_simulate_writes_scores_to_stdout_and_the_metrics_file(run, tmp_path):
-    save(tmp_path / "a.png")
+    save_image(tmp_path / "a.png")
     result = run("a.png", "--degrade", "gray", "--simulate", "--metrics", "m.json", "--quiet")
     assert result.exit_code == 0, result.stderr
     records = json.loads(result.stdout)
@@ -148,8 +107,8 @@ def test_simulate_writes_scores_to_stdout_and_the_metrics_file(run, tmp_path):
 def test_folders_expand_to_their_images_and_large_inputs_get_full_resolution(run, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
-    save(photos / "one.png", 64, 48)
-    save(photos / "two.bmp", 16, 16)
+    save_image(photos / "one.png", 64, 48)
+    save_image(photos / "two.bmp", 16, 16)
     (photos / "notes.txt").write_text("not an image")
     result = run("photos", "--degrade", "mask", "--quiet")
     assert result.exit_code == 0, result.stderr
@@ -161,7 +120,7 @@ def test_folders_expand_to_their_images_and_large_inputs_get_full_resolution(run
 
 def test_weights_point_the_prior_at_a_file(run, tiny_files, monkeypatch, tmp_path):
     monkeypatch.delenv(ENV_EMBEDDED)
-    save(tmp_path / "a.png")
+    save_image(tmp_path / "a.png")
     result = run("a.png", "--weights", str(tiny_files[0]), "--quiet")
     assert result.exit_code == 0, result.stderr
     run_json = json.loads((tmp_path / "out" / "a_run.json").read_text())
@@ -186,7 +145,7 @@ def test_presets_are_listed(dgp):
     (["--weights", "nowhere"], "--weights nowhere: no such file or folder"),
 ])
 def test_usage_errors_exit_2_with_one_line_and_write_nothing(args, words, run, tmp_path):
-    save(tmp_path / "a.png")
+    save_image(tmp_path / "a.png")
     result = run("a.png", *args)
     assert result.exit_code == 2
     assert error_lines(result.stderr) == [f"Error: {error_lines(result.stderr)[0][7:]}"]
@@ -195,14 +154,14 @@ def test_usage_errors_exit_2_with_one_line_and_write_nothing(args, words, run, t
 
 
 def test_an_unknown_preset_exits_2(run, tmp_path):
-    save(tmp_path / "a.png")
+    save_image(tmp_path / "a.png")
     result = run("a.png", "--degrade", "gray", "--preset", "colourisation", preset=False)
     assert result.exit_code == 2 and "unknown preset 'colourisation'" in result.stderr
     assert len(error_lines(result.stderr)) == 1 and not (tmp_path / "out").exists()
 
 
 def test_an_output_folder_that_is_a_file_exits_2(run, tmp_path):
-    save(tmp_path / "a.png")
+    save_image(tmp_path / "a.png")
     (tmp_path / "taken").write_text("a file")
     result = run("a.png", out="taken")
     assert result.exit_code == 2 and "--output taken: exists and is not a folder" in result.stderr
@@ -210,7 +169,7 @@ def test_an_output_folder_that_is_a_file_exits_2(run, tmp_path):
 
 
 def test_an_existing_metrics_file_needs_overwrite(run, tmp_path):
-    save(tmp_path / "a.png")
+    save_image(tmp_path / "a.png")
     (tmp_path / "m.json").write_text("[]")
     result = run("a.png", "--metrics", "m.json")
     assert result.exit_code == 2 and "pass --overwrite" in result.stderr
@@ -218,7 +177,7 @@ def test_an_existing_metrics_file_needs_overwrite(run, tmp_path):
 
 
 def test_a_mask_file_of_the_wrong_size_is_reported_and_nothing_is_written(run, tmp_path):
-    save(tmp_path / "a.png")
+    save_image(tmp_path / "a.png")
     mask = np.full((20, 20), 255, np.uint8)
     mask[5:10, 5:10] = 0
     Image.fromarray(mask).save(tmp_path / "mask.png")
@@ -231,7 +190,7 @@ def test_a_mask_file_of_the_wrong_size_is_reported_and_nothing_is_written(run, t
 
 
 def test_existing_outputs_need_overwrite(run, tmp_path):
-    save(tmp_path / "a.png")
+    save_image(tmp_path / "a.png")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "a_run.json").write_text("old")
     result = run("a.png")
@@ -245,8 +204,8 @@ def test_existing_outputs_need_overwrite(run, tmp_path):
 
 # ----------------------------------------------------------------------------- batches
 def test_a_bad_input_among_good_ones_is_skipped_and_the_batch_exits_3(run, tmp_path):
-    save(tmp_path / "a.png")
-    save(tmp_path / "c.png", seed=2)
+    save_image(tmp_path / "a.png")
+    save_image(tmp_path / "c.png", seed=2)
     good = (tmp_path / "a.png").read_bytes()
     (tmp_path / "b.png").write_bytes(good[: len(good) // 3])  # truncated
     result = run("a.png", "b.png", "missing.png", "c.png", "--degrade", "gray", "--quiet")
@@ -263,7 +222,7 @@ def test_a_bad_input_among_good_ones_is_skipped_and_the_batch_exits_3(run, tmp_p
 def test_same_names_from_two_folders_do_not_overwrite_each_other(run, tmp_path):
     for folder in ("x", "y"):
         (tmp_path / folder).mkdir()
-        save(tmp_path / folder / "a.png")
+        save_image(tmp_path / folder / "a.png")
     result = run("x/a.png", "y/a.png", "--quiet")
     assert result.exit_code == 3
     assert "same names as those of x/a.png" in json.loads(result.stdout)[1]["error"]
@@ -277,7 +236,7 @@ def interrupt_plugin(plugin_dist):
 
 
 def test_ctrl_c_in_the_first_image_exits_130_and_writes_nothing(run, interrupt_plugin, tmp_path):
-    save(tmp_path / "a.png")
+    save_image(tmp_path / "a.png")
     result = run("a.png", "--degrade", "interrupt:after=3", "--sheet", "--metrics", "m.json")
     assert result.exit_code == 130
     assert "Interrupted." in result.stderr
@@ -287,8 +246,8 @@ def test_ctrl_c_in_the_first_image_exits_130_and_writes_nothing(run, interrupt_p
 
 
 def test_ctrl_c_in_the_second_image_keeps_the_first_whole(run, interrupt_plugin, tmp_path):
-    save(tmp_path / "a.png")
-    save(tmp_path / "b.png", seed=1)
+    save_image(tmp_path / "a.png")
+    save_image(tmp_path / "b.png", seed=1)
     calibrate = run("a.png", "--degrade", "interrupt", "--quiet", out="calibrate")
     assert calibrate.exit_code == 0, calibrate.stderr
     calls = sys.modules["interrupt_plugin"].CALLS
@@ -303,8 +262,8 @@ def test_ctrl_c_in_the_second_image_keeps_the_first_whole(run, interrupt_plugin,
 
 
 def test_save_state_then_jitter_from_state_reuses_the_reconstruction(run, dgp, tmp_path):
-    save(tmp_path / "a.png")
-    save(tmp_path / "b.png", seed=2)
+    save_image(tmp_path / "a.png")
+    save_image(tmp_path / "b.png", seed=2)
     many = run("a.png", "b.png", "--save-state", "one.safetensors")
     assert many.exit_code == 2 and "{name}" in many.stderr
     result = run("a.png", "--save-state", "states/{name}.safetensors")

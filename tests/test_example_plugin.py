@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,14 @@ def pixelate(plugin_dist, monkeypatch):
 
 
 BROKEN = "raise RuntimeError('this plugin is broken on purpose')\n"
+
+
+def hook_plugin(plugin_dist, name, hooks):
+    """Install ``dgp-toolkit-NAME`` (entry point NAME): a module ``dgp_NAME_mod`` that imports
+    ``hookimpl`` and defines HOOKS (source text)."""
+    module = f"dgp_{name}_mod"
+    source = "from dgp_toolkit import hookimpl\n" + textwrap.dedent(hooks)
+    return plugin_dist(f"dgp-toolkit-{name}", entry_points={name: module}, modules={module: source})
 
 
 def plugin_row(result, entry_point):
@@ -178,20 +187,14 @@ def test_disable_removes_the_plugin(dgp, pixelate, broken, monkeypatch):
 
 
 def test_plugin_registering_an_existing_name_is_skipped(dgp, pixelate, plugin_dist):
-    plugin_dist(
-        "dgp-toolkit-copycat",
-        entry_points={"copycat": "dgp_copycat_mod"},
-        modules={"dgp_copycat_mod": """
-            from dgp_toolkit import hookimpl
+    hook_plugin(plugin_dist, "copycat", """
+        @hookimpl
+        def register_degradations(register):
+            register("blur", "dgp_copycat_mod:Fake")
 
-            @hookimpl
-            def register_degradations(register):
-                register("blur", "dgp_copycat_mod:Fake")
-
-            class Fake:
-                pass
-        """},
-    )
+        class Fake:
+            pass
+    """)
     result = dgp("plugins", "--json")
     assert result.exit_code == 0
     assert_one_warning(result.stderr, "'copycat'", "dgp-toolkit-copycat",
@@ -203,17 +206,11 @@ def test_plugin_registering_an_existing_name_is_skipped(dgp, pixelate, plugin_di
 
 
 def test_plugin_with_a_misspelled_hook_is_skipped(dgp, plugin_dist):
-    plugin_dist(
-        "dgp-toolkit-typo",
-        entry_points={"typo": "dgp_typo_mod"},
-        modules={"dgp_typo_mod": """
-            from dgp_toolkit import hookimpl
-
-            @hookimpl
-            def register_degradation(register):
-                register("typo", dict)
-        """},
-    )
+    hook_plugin(plugin_dist, "typo", """
+        @hookimpl
+        def register_degradation(register):
+            register("typo", dict)
+    """)
     result = dgp("degradations", "--json")
     assert result.exit_code == 0
     assert "typo" not in {row["name"] for row in json.loads(result.stdout)}
@@ -222,21 +219,15 @@ def test_plugin_with_a_misspelled_hook_is_skipped(dgp, plugin_dist):
 
 
 def test_plugin_whose_command_hook_raises_is_skipped(dgp, plugin_dist):
-    plugin_dist(
-        "dgp-toolkit-cmdfail",
-        entry_points={"cmdfail": "dgp_cmdfail_mod"},
-        modules={"dgp_cmdfail_mod": """
-            from dgp_toolkit import hookimpl
+    hook_plugin(plugin_dist, "cmdfail", """
+        @hookimpl
+        def register_schedules(register):
+            register("never-kept", dict)
 
-            @hookimpl
-            def register_schedules(register):
-                register("never-kept", dict)
-
-            @hookimpl
-            def register_commands(cli):
-                raise ImportError("needs an optional dependency")
-        """},
-    )
+        @hookimpl
+        def register_commands(cli):
+            raise ImportError("needs an optional dependency")
+    """)
     result = dgp("--help")
     assert result.exit_code == 0 and "plugins" in result.stdout
     assert_one_warning(result.stderr, "'cmdfail'", "register_commands raised ImportError")

@@ -12,15 +12,10 @@ from dgp_toolkit.errors import DGPUsageError
 from dgp_toolkit.manipulate import interpolate_states, jitter, morph, reconstruct, resolve_classes, sample, transfer
 from dgp_toolkit.state import save_state
 
-from tiny_manipulation import image, make_prior, tiny_preset
+from tiny import image, make_prior, tiny_preset
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

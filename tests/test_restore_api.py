@@ -10,53 +10,11 @@ from PIL import Image
 
 import dgp_toolkit
 from dgp_toolkit.errors import DGPUsageError
-from dgp_toolkit.priors.biggan.model import BigGANConfig
-from dgp_toolkit.priors.biggan.synthetic import random_state_dicts, save_prior_file
-from dgp_toolkit.priors.biggan.variants import CIFAR10_CLASSES, ENV_EMBEDDED
-
-TINY = BigGANConfig(resolution=32, G_ch=8, D_ch=8, dim_z=20, shared_dim=16, n_classes=10, G_attn="0", D_attn="0")
-TINY_PRESET = """\
-task = "test"
-description = "two short stages, four candidates"
-[select]
-select_num = 4
-sample_std = 0.3
-[schedule]
-name = "blockwise"
-iterations = [3, 3]
-ftr_num = [3, 3]
-ft_num = [2, 3]
-g_lr = [5e-5, 2e-5]
-z_lr = [2e-3, 1e-3]
-[schedule.weights]
-discriminator = [1.0, 1.0]
-mse = [1.0, 1.0]
-nll = [0.02, 0.02]
-"""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny networks: threads only add contention on a loaded 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    G_sd, D_sd = random_state_dicts(TINY, seed=0)
-    weights = save_prior_file(folder / "tiny.safetensors", G_sd, D_sd, TINY, class_names=list(CIFAR10_CLASSES))
-    preset = folder / "tiny.toml"
-    preset.write_text(TINY_PRESET)
-    return weights, preset
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py, as are tiny_files and tiny_biggan
 
 
 @pytest.fixture
-def prior(tiny_files, monkeypatch):
-    monkeypatch.setenv(ENV_EMBEDDED, str(tiny_files[0]))
+def prior(tiny_biggan):
     return dgp_toolkit.load_prior("biggan")
 
 

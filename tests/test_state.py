@@ -10,19 +10,13 @@ import torch
 
 from dgp_toolkit.errors import DGPUsageError
 from dgp_toolkit.manipulate import reconstruct
-from dgp_toolkit.priors.biggan.model import BigGANConfig
 from dgp_toolkit.priors.biggan.synthetic import random_state_dicts, save_prior_file
 from dgp_toolkit.state import STATE_FORMAT, is_state_file, load_state, reconstruction_from_result, save_state
 
-from tiny_manipulation import TINY, image, make_prior, tiny_preset
+from tiny import TINY, WIDER, image, make_prior, tiny_preset
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +70,8 @@ def test_a_state_for_another_prior_is_refused(rec, tmp_path):
     path = save_state(tmp_path / "s.safetensors", rec)
     with pytest.raises(DGPUsageError, match=r"saved for prior 'tiny', not 'other'"):
         load_state(path, make_prior(name="other"))
-    wider = BigGANConfig(**{**TINY.to_dict(), "dim_z": 24})
     with pytest.raises(DGPUsageError, match=r"another architecture .*dim_z: saved 20, this prior 24") as info:
-        load_state(path, make_prior(wider))
+        load_state(path, make_prior(WIDER))
     assert "\n" not in str(info.value) and str(path) in str(info.value)
     state = load_state(path)  # without a prior: read, then refused when used with the wrong one
     with pytest.raises(DGPUsageError, match="not 'other'"):

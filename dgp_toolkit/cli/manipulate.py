@@ -216,6 +216,12 @@ def _reconstruct(image: Path, prior: Any, *, preset: str | None, class_: str | N
     return rec
 
 
+def _reconstruct_image(image: Path, prior: Any, opts: dict[str, Any]) -> Any:
+    """IMAGE reconstructed with the command's options (``jitter``, ``transfer``)."""
+    return _reconstruct(image, prior, preset=opts["preset"], class_=opts["class_"], seed=opts["seed"], fit=opts["fit"],
+                        iterations_scale=opts["iterations_scale"], quiet=opts["quiet"])
+
+
 def _prepare(image: Path | None, from_state: Path | None, save_state_path: Path | None, opts: dict[str, Any],
              ) -> tuple[Any, Any, str, list[Path]]:
     """The state (or ``None``), the prior, the name of the outputs and the inputs to protect."""
@@ -292,9 +298,7 @@ def jitter_command(image: Path | None, std_text: str, count: int, **opts: Any) -
     sheet_path = outputs.plan(out / f"{name}_jitter_sheet.png")
     if save_path is not None:
         outputs.plan(save_path, "--save-state")
-    rec = state if state is not None else _reconstruct(
-        image, prior, preset=opts["preset"], class_=opts["class_"], seed=opts["seed"], fit=opts["fit"],  # type: ignore[arg-type]
-        iterations_scale=opts["iterations_scale"], quiet=opts["quiet"])
+    rec = state if state is not None else _reconstruct_image(image, prior, opts)  # type: ignore[arg-type]
     result = jitter(rec, prior=prior, std=stds, count=count, seed=opts["seed"])
     jobs = [lambda: outputs.image(result.reconstruction.image, recon_path)]
     for img, s, k in zip(result.images, result.stds, result.indices):
@@ -355,9 +359,7 @@ def transfer_command(image: Path | None, to: tuple[str, ...], **opts: Any) -> No
     sheet_path = outputs.plan(out / f"{name}_transfer_sheet.png")
     if save_path is not None:
         outputs.plan(save_path, "--save-state")
-    rec = state if state is not None else _reconstruct(
-        image, prior, preset=opts["preset"], class_=opts["class_"], seed=opts["seed"], fit=opts["fit"],  # type: ignore[arg-type]
-        iterations_scale=opts["iterations_scale"], quiet=opts["quiet"])
+    rec = state if state is not None else _reconstruct_image(image, prior, opts)  # type: ignore[arg-type]
     result = transfer(rec, classes, prior=prior)
     jobs = [lambda: outputs.image(result.reconstruction.image, recon_path)]
     for img, c in zip(result.images, result.classes):

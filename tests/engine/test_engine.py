@@ -9,31 +9,21 @@ import dgp_toolkit
 from dgp_toolkit.engine import DGPRun, draw_candidates, run_dgp, score_candidates
 from dgp_toolkit.errors import DGPError, DGPUsageError
 from dgp_toolkit.plugins.schedules import Schedule, build_schedule
-from dgp_toolkit.presets import Preset, list_presets, load_preset, task_for_degradations
-from dgp_toolkit.priors.biggan.model import BigGANConfig, Discriminator, Generator
-from dgp_toolkit.priors.biggan.prior import BigGANPrior
+from dgp_toolkit.presets import list_presets, load_preset, task_for_degradations
+
+from tiny import make_preset, make_prior
 
 
 @pytest.fixture(scope="module")
 def prior():
-    torch.manual_seed(0)
-    cfg = BigGANConfig(resolution=32, G_ch=8, D_ch=8, dim_z=20, shared_dim=16, n_classes=10,
-                       G_attn="0", D_attn="0")
-    G, D = Generator(cfg), Discriminator(cfg)
-    # Non-trivial batch-norm statistics, as in a trained prior.
-    for m in G.modules():
-        if hasattr(m, "stored_var"):
-            m.stored_var.uniform_(0.5, 2.0)
-            m.stored_mean.normal_(0, 0.1)
-    return BigGANPrior(G, D, name="tiny")
+    return make_prior()
 
 
 def tiny_preset(schedule="blockwise", **table):
     base = dict(iterations=[3, 3, 3], ft_num=[1, 2, 4], g_lr=[1e-3, 1e-3, 1e-3], z_lr=[1e-2, 1e-2, 1e-3],
                 ftr_num=[3, 4, 5], weights={"discriminator": [1, 1, 1], "mse": [1, 1, 1], "nll": [0.02] * 3})
     base.update(table)
-    return Preset(name="tiny", task="test", family="biggan-32", description="", select_num=8,
-                  sample_std=0.3, update_embed=False, schedule=build_schedule(schedule, **base), source="test")
+    return make_preset(schedule, task="test", select_num=8, sample_std=0.3, **base)
 
 
 def observation(prior, spec="downsample:factor=2", seed=1):

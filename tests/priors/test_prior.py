@@ -18,14 +18,7 @@ SMALL = BigGANConfig(resolution=32, G_ch=16, D_ch=16, dim_z=64, shared_dim=32, n
                      G_attn="16", D_attn="16")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: extra threads only add synchronisation (and, on a machine
-    shared with other jobs, oversubscription that makes each step many times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(autouse=True)

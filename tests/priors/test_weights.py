@@ -33,14 +33,7 @@ FLAT32 = BigGANConfig(resolution=32, G_ch=8, D_ch=16, dim_z=40, shared_dim=16, n
                       hier=False, G_attn="0", D_attn="0")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: extra threads only add synchronisation (and, on a machine
-    shared with other jobs, oversubscription that makes each step many times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(autouse=True)
