@@ -72,6 +72,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "dgp_toolkit.cli.plugins",
     "dgp_toolkit.cli.degradations",
     "dgp_toolkit.priors.biggan.plugin",
+    "dgp_toolkit.priors.dip_plugin",
     "dgp_toolkit.cli.weights",
     "dgp_toolkit.cli.train",
     "dgp_toolkit.cli.restore",

@@ -1,0 +1,582 @@
+"""Restoration quality: DGP against the observation, scikit-image, GAN inversion and DIP.
+
+    python benchmarks/quality.py [--n 10] [--tasks colorization,inpainting,...] [--workers 2]
+                                 [--iterations-scale 0.1] [--select-num 100] [--out DIR] [--fresh]
+
+For each task, on ``--n`` images of the CIFAR-10 dev split (a fixed, class-balanced
+subset: the first image of each class, then the second, ...; the same subset as
+``engine_vs_reference.py``), PSNR and SSIM of:
+
+==================  =====================================================================
+``observation``     the degraded image itself
+``classical``       the best scikit-image method for the task (see :data:`CLASSICAL`)
+``gan-inversion``   the task's preset with the ``latent-only`` schedule (G frozen), same prior
+``dip``             deep image prior: the prior's generator architecture, random weights,
+                    fitted with MSE (``dgp_toolkit.priors.dip``; ``full`` schedule, one stage
+                    of ``--dip-iterations`` steps at ``--dip-lr``, latent fixed)
+``dgp``             the task's preset (``blockwise``) on the prior
+==================  =====================================================================
+
+Tasks: colorization (``gray``), inpainting (``mask``, the centred hole), super-resolution
+(``downsample:factor=4``), deblurring (``blur``, sigma 2), denoising (``noise``, sigma 0.1).
+
+Scores are those of ``dgp-tool restore --simulate`` (the three generative methods run
+through :func:`dgp_toolkit.restoration.restore_input`, the classical one is scored by the
+same function): images in [0, 1], ``data_range=1``, SSIM over the colour channels;
+colorization after putting back the observation's Lab L; inpainting on the bounding box
+of the hole. Image ``k`` of the subset uses seed ``--seed + k`` (the simulated noise and
+the latent draw), so one row is reproduced by, e.g.::
+
+    dgp-tool restore OUT/images/denoising/00K_clean.png --degrade noise --simulate --seed K \\
+        --iterations-scale S --preset OUT/presets/dgp-denoising.toml
+        # DIP: --prior dip --preset OUT/presets/dip-denoising.toml; GAN inversion: gan-inversion-*.toml
+
+(the clean tiles are the dev images exactly, for the first ``--sheet-images`` images).
+
+Output folder (``--out``, default ``benchmarks/results/quality``):
+
+- ``rows.jsonl``: one line per (task, image), appended as each finishes. A rerun with the
+  same settings skips what is there, so an interrupted run continues (Ctrl-C is safe);
+  other settings are refused unless ``--fresh``;
+- ``quality.md``: the table (mean and 95% confidence interval over images, t distribution,
+  with N), ``quality.json``: the same summary plus every row, ``sheet.png``: the first
+  ``--sheet-images`` images of each task with every method, ``presets/``: the preset file
+  of every generative method and task, ``images/``: the sheet's tiles.
+
+Classical parameters were chosen on 30 dev images outside the first 900 of the subset
+order (never in a benchmark with ``--n`` <= 900), mean PSNR: bicubic spline upscaling
+(``skimage.transform.resize``, order 3, symmetric borders) 21.78 dB vs 21.69 torch bicubic,
+21.61 PIL bicubic; Wiener deconvolution with the known PSF, balance 0.003, 24.03 dB vs
+23.81 (0.01) and Richardson-Lucy 22.75 (20 iterations, worse beyond); TV (Chambolle)
+weight 0.06 for sigma 0.1, 25.34 dB vs 25.09 (0.08) and 24.73 (0.04) (wavelet denoising
+needs PyWavelets, not installed); biharmonic inpainting 17.96 dB on the hole vs 13.50 for
+the zero-filled observation.
+
+Time (measured on this project's 2-core AMD EPYC, one thread per process, while a GAN
+training job held one core; :data:`TIMING`): 0.184 s per DGP step, 0.135 per GAN-inversion
+step, 0.148 per DIP step, 0.054 per latent candidate. One image through all five tasks is
+5,200 preset steps for DGP and for GAN inversion and 10,000 DIP steps, times the scale, plus
+10 x ``--select-num`` candidates: about ``3140 * scale + 0.54 * select_num + 10`` seconds of
+one process. The defaults (10 images, scale 0.1, 100 candidates) are about 380 s per image,
+63 min of one process: **about 32 minutes with the two workers on a 2-core machine that has
+both cores free**, about an hour while another job holds one core (then two workers are
+no faster than one: measured, 143 s vs 140 s for ``--n 2 --iterations-scale 0.02``). The
+full presets (scale 1, 500 candidates) are about 57 min of one process per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+TASKS = {"colorization": "gray", "inpainting": "mask", "super-resolution": "downsample:factor=4",
+         "deblurring": "blur", "denoising": "noise"}
+METHODS = ("observation", "classical", "gan-inversion", "dip", "dgp")
+GENERATIVE = ("gan-inversion", "dip", "dgp")
+CLASSICAL = {
+    "colorization": "grey (the observation)",
+    "inpainting": "biharmonic (skimage inpaint_biharmonic)",
+    "super-resolution": "bicubic spline x4 (skimage resize, order 3)",
+    "deblurring": "Wiener, known PSF, balance 0.003 (skimage wiener)",
+    "denoising": "TV Chambolle, weight 0.06 (skimage)",
+}
+WIENER_BALANCE = 0.003
+TV_WEIGHT = 0.06
+#: Seconds per optimization step (DGP blockwise, GAN inversion, DIP) and per latent
+#: candidate, measured on this project's 2-core CPU, one thread, one process, while a GAN
+#: training job held the other core (``--n 2 --iterations-scale 0.02 --select-num 8``).
+TIMING = {"dgp_step_s": 0.184, "latent_only_step_s": 0.135, "dip_step_s": 0.148, "candidate_s": 0.054}
+SCHEMA = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the rows depend on: a rerun into the same folder must use the same."""
+
+    prior: str = "biggan"
+    weights: str | None = None
+    iterations_scale: float = 0.1
+    select_num: int | None = 100  # None: the preset's
+    seed: int = 0
+    dip_iterations: int = 2000
+    dip_lr: float = 1e-3
+    check_every: int = 50
+
+
+# --------------------------------------------------------------------------- data
+def dev_subset(n: int) -> tuple[Any, list[int], list[int]]:
+    """The first ``n`` images of the class-balanced order: ``(images (n,3,32,32) in [-1,1],
+    dev indices, labels)``."""
+    from classifier import load_split
+
+    x, y = load_split("test_dev")
+    labels = [int(v) for v in y]
+    seen: dict[int, int] = {}
+    rank = []
+    for label in labels:
+        rank.append(seen.get(label, 0))
+        seen[label] = rank[-1] + 1
+    order = sorted(range(len(labels)), key=lambda i: (rank[i], labels[i]))[:n]
+    return x[order], order, [labels[i] for i in order]
+
+
+# --------------------------------------------------------------------------- classical
+def gaussian_psf(size: int, sigma: float) -> np.ndarray:
+    """The blur degradation's kernel (kornia's normalised Gaussian), ``size x size``."""
+    ax = np.arange(size) - size // 2
+    g = np.exp(-(ax**2) / (2 * sigma**2))
+    psf = np.outer(g, g)
+    return psf / psf.sum()
+
+
+def classical(task: str, degradation: Any, clean: Any, target: Any) -> np.ndarray:
+    """The classical restoration of ``target`` (``H x W x 3`` in [0, 1]).
+
+    Only super-resolution looks at ``clean``: to take the low-resolution image that the
+    simulated observation was made from (the observation is its bilinear enlargement).
+    """
+    from skimage import restoration, transform
+
+    from dgp_toolkit.metrics import to_unit_array
+
+    obs = to_unit_array(target)
+    if task == "colorization":
+        return obs
+    if task == "inpainting":
+        missing = degradation.missing(*obs.shape[:2])
+        return restoration.inpaint_biharmonic(obs, missing, channel_axis=-1)
+    if task == "super-resolution":
+        from dgp_toolkit.plugins.degradations.downsample import pil_lanczos_resize
+
+        low = to_unit_array(pil_lanczos_resize(clean, degradation.observation_size(obs.shape[0])))
+        return transform.resize(low, obs.shape, order=3, mode="symmetric", anti_aliasing=False)
+    if task == "deblurring":
+        size = int(degradation.options["size"])
+        psf = gaussian_psf(size, float(degradation.options["sigma"]))
+        padded = np.pad(obs, ((size, size), (size, size), (0, 0)), mode="reflect")  # the blur's own borders
+        out = np.stack([restoration.wiener(padded[..., c], psf, WIENER_BALANCE) for c in range(3)], axis=-1)
+        return out[size:-size, size:-size]
+    if task == "denoising":
+        return restoration.denoise_tv_chambolle(obs, weight=TV_WEIGHT, channel_axis=-1)
+    raise ValueError(f"unknown task {task!r}")
+
+
+# --------------------------------------------------------------------------- one image
+class Context:
+    """The priors and per-(task, method) set-ups of one process, built on first use."""
+
+    def __init__(self, settings: Settings, prior: Any = None, dip: Any = None):
+        self.settings = settings
+        self._prior, self._dip = prior, dip
+        self._setups: dict[tuple[str, str], Any] = {}
+
+    @property
+    def prior(self) -> Any:
+        if self._prior is None:
+            from dgp_toolkit.priors import load_prior
+
+            self._prior = load_prior(self.settings.prior, weights=self.settings.weights)
+        return self._prior
+
+    @property
+    def dip(self) -> Any:
+        if self._dip is None:
+            from dgp_toolkit.priors.dip import load_dip
+
+            self._dip = load_dip(base=self.settings.prior, weights=self.settings.weights)
+        return self._dip
+
+    def preset(self, task: str, method: str) -> Any:
+        from dgp_toolkit.plugins.schedules import build_schedule
+        from dgp_toolkit.presets import load_preset
+        from dgp_toolkit.priors.dip import dip_preset
+
+        s = self.settings
+        if method == "dip":
+            return dip_preset(task, iterations=s.dip_iterations, g_lr=s.dip_lr)
+        preset = load_preset(task, self.prior)
+        if s.select_num is not None:
+            preset = preset.replace(select_num=int(s.select_num))
+        if method == "gan-inversion":
+            table = {k: v for k, v in preset.schedule.to_dict().items() if k != "name"}
+            preset = preset.replace(name=f"{preset.name} (latent-only)", schedule=build_schedule("latent-only", **table))
+        return preset
+
+    def setup(self, task: str, method: str) -> Any:
+        from dgp_toolkit.restoration import prepare_restore
+
+        key = (task, method)
+        if key not in self._setups:
+            prior = self.dip if method == "dip" else self.prior
+            self._setups[key] = prepare_restore([TASKS[task]], prior, preset=self.preset(task, method))
+        return self._setups[key]
+
+
+def evaluate_image(ctx: Context, task: str, clean: Any, *, dev_index: int, label: int, position: int,
+                   seed: int, image_dir: Path | None = None) -> dict[str, Any]:
+    """Every method on one clean image ``(3, R, R)`` in [-1, 1]; returns the row.
+
+    ``row["scores"][method]`` holds ``psnr`` and ``ssim`` (plus ``seconds`` and, for the
+    generative methods, the engine's class, steps and how it stopped). With ``image_dir``
+    the clean, observed and restored images are written there as PNGs.
+    """
+    import torch
+
+    from dgp_toolkit.restoration import _score, _task_of, load_input, restore_input
+
+    s = ctx.settings
+    setup = ctx.setup(task, "dgp")
+    clean = clean.detach().float().cpu().reshape(1, 3, *clean.shape[-2:]).to(setup.prior.device)
+    images: dict[str, Any] = {"clean": clean}
+    # The observation exactly as restore_input simulates it (same seed, same call).
+    with torch.no_grad():
+        target = setup.degradation.degrade(clean, generator=torch.Generator().manual_seed(int(seed)))
+    images["observation"] = target
+    protocol = _task_of(setup.steps)
+    start = time.perf_counter()
+    out = classical(task, setup.degradation, clean, target)
+    restored = torch.from_numpy(np.ascontiguousarray(out) * 2 - 1).permute(2, 0, 1)[None].float().to(target.device)
+    with torch.no_grad():
+        restored = setup.degradation.finish(restored.clamp(-1, 1), target).clamp(-1, 1)
+    seconds = time.perf_counter() - start
+    images["classical"] = restored
+    # restore_input's own scoring, so that the table and `restore --simulate` agree.
+    metrics = _score(setup, protocol, restored, target, clean)
+    scores: dict[str, Any] = {
+        "observation": dict(metrics["observation"]),
+        "classical": {**metrics["result"], "method": CLASSICAL[task], "seconds": seconds},
+    }
+    inp = load_input(clean[0].cpu())
+    for method in GENERATIVE:
+        result = restore_input(ctx.setup(task, method), inp, simulate=True, seed=int(seed),
+                               iterations_scale=s.iterations_scale, check_every=s.check_every,
+                               snapshot_stages=False)
+        seen = result.metrics["observation"]
+        if not math.isclose(seen["psnr"], scores["observation"]["psnr"], rel_tol=1e-9, abs_tol=1e-9):
+            raise RuntimeError(f"{task}: restore_input simulated another observation ({seen['psnr']:.4f} dB) "
+                               f"than the benchmark ({scores['observation']['psnr']:.4f} dB)")
+        scores[method] = {**result.metrics["result"], "seconds": result.seconds,
+                          "select_s": result.timings.get("select_s"), "optimize_s": result.timings.get("optimize_s"),
+                          "class": result.class_index, "steps": len(result.history), "stopped": result.stopped}
+        images[method] = result.tensor
+    if image_dir is not None:
+        _save_images(image_dir, task, position, images)
+    return {"schema": SCHEMA, "task": task, "degradation": TASKS[task], "protocol": protocol, "position": position,
+            "dev_index": int(dev_index), "label": int(label), "seed": int(seed), "scores": scores}
+
+
+def _image_path(image_dir: Path, task: str, position: int, name: str) -> Path:
+    return Path(image_dir) / task / f"{position:03d}_{name}.png"
+
+
+def _save_images(image_dir: Path, task: str, position: int, images: dict[str, Any]) -> None:
+    from dgp_toolkit.images import to_pil, write_image
+
+    for name, tensor in images.items():
+        write_image(to_pil(tensor.detach().cpu()), _image_path(image_dir, task, position, name), overwrite=True)
+
+
+# --------------------------------------------------------------------------- workers
+_CONTEXT: Context | None = None
+
+
+def _init_worker(settings: Settings, ignore_sigint: bool = True) -> None:
+    import signal
+
+    import torch
+
+    global _CONTEXT
+    if ignore_sigint:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore", UserWarning)  # skimage's Lab gamut clipping
+    _CONTEXT = Context(settings)
+
+
+def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+    assert _CONTEXT is not None
+    import torch
+
+    clean = torch.from_numpy(job["clean"])
+    return evaluate_image(_CONTEXT, job["task"], clean, dev_index=job["dev_index"], label=job["label"],
+                          position=job["position"], seed=job["seed"], image_dir=job["image_dir"])
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``rows.jsonl`` file (a half-written last line, from a kill, is ignored)."""
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    from dgp_toolkit.restoration import json_safe
+
+    text = json.dumps(json_safe(row)) + "\n"
+    with open(path, "a+b") as handle:
+        if handle.tell() > 0:  # a line cut short by a killed run must not swallow this one
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                text = "\n" + text
+        handle.write(text.encode())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def run_jobs(jobs: list[dict[str, Any]], settings: Settings, rows_path: Path, workers: int) -> int:
+    """Run ``jobs``, appending each row as it comes; returns the number done.
+
+    Workers ignore Ctrl-C: the parent stops them (their unfinished images are simply
+    run again next time) and re-raises ``KeyboardInterrupt``.
+    """
+    done = 0
+    t0 = time.perf_counter()
+
+    def report(row: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        _append(rows_path, row)
+        sc = row["scores"]
+        line = ", ".join(f"{m} {sc[m]['psnr']:.2f}" for m in METHODS if sc[m].get("psnr") is not None)
+        print(f"[{done}/{len(jobs)} {time.perf_counter() - t0:.0f} s] {row['task']} #{row['position']}: {line}",
+              file=sys.stderr, flush=True)
+
+    if workers <= 1 or len(jobs) <= 1:
+        _init_worker(settings, ignore_sigint=False)
+        for job in jobs:
+            report(_run_job(job))
+        return done
+    import multiprocessing
+
+    # spawn, not fork: the parent has imported torch (its thread pools do not survive a fork)
+    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_init_worker,
+                                                     initargs=(settings,))
+    try:
+        for row in pool.imap_unordered(_run_job, jobs, chunksize=1):
+            report(row)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+    return done
+
+
+# --------------------------------------------------------------------------- summary
+def mean_ci(values: list[float]) -> tuple[float, float | None, int]:
+    """Mean, half-width of the 95% confidence interval (t distribution; ``None`` for one
+    value) and the number of finite values."""
+    from scipy import stats
+
+    v = np.array([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), None, 0
+    if v.size == 1:
+        return float(v[0]), None, 1
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return float(v.mean()), half, int(v.size)
+
+
+def summarize(rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for task in tasks:
+        task_rows = [r for r in rows if r["task"] == task]
+        if not task_rows:
+            continue
+        out[task] = {}
+        for method in METHODS:
+            entries = [r["scores"][method] for r in task_rows]
+            psnr, psnr_ci, n = mean_ci([e.get("psnr") for e in entries])
+            ssim, ssim_ci, _ = mean_ci([e.get("ssim") for e in entries])
+            secs = [e["seconds"] for e in entries if e.get("seconds") is not None]
+            out[task][method] = {"n": n, "psnr_mean": psnr, "psnr_ci95": psnr_ci, "ssim_mean": ssim,
+                                 "ssim_ci95": ssim_ci, "seconds_mean": float(np.mean(secs)) if secs else None}
+    return out
+
+
+def _fmt(mean: float, ci: float | None, digits: int) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
+
+
+def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    s = meta["settings"]
+    lines = [
+        "# Restoration quality on CIFAR-10 dev images (32 px)", "",
+        f"Command: `{meta['command']}`  ",
+        f"Ran {meta['date']} on {meta['machine']} ({meta['workers']} worker process(es), 1 thread each), "
+        f"{meta['wall_s'] / 60:.1f} min wall for the images computed in this run; "
+        f"{meta['compute_s'] / 60:.1f} min of compute in all rows (sum of the methods' seconds).  ",
+        f"Prior `{s['prior']}`; iterations scale {s['iterations_scale']} of each preset; latent candidates "
+        f"{s['select_num'] or 'as the preset'}; DIP {s['dip_iterations']} steps (scaled too) at lr {s['dip_lr']}.",
+        "",
+        "Mean over images ± half-width of the 95% confidence interval (t distribution); N images; "
+        "the best mean PSNR of each task in bold. PSNR in dB, [0, 1] images, SSIM over colour channels; "
+        "colorization scored after putting back the observation's Lab L, inpainting on the hole's bounding box.",
+        "",
+        "| Task | Method | PSNR (dB) | SSIM | N | s / image |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, methods in summary.items():
+        best = max((m for m in methods if np.isfinite(methods[m]["psnr_mean"])),
+                   key=lambda m: methods[m]["psnr_mean"], default=None)
+        for method, v in methods.items():
+            psnr = _fmt(v["psnr_mean"], v["psnr_ci95"], 2)
+            if method == best:
+                psnr = f"**{psnr}**"
+            name = f"classical: {CLASSICAL[task]}" if method == "classical" else method
+            secs = f"{v['seconds_mean']:.1f}" if v["seconds_mean"] is not None else ""
+            lines.append(f"| {task} | {name} | {psnr} | {_fmt(v['ssim_mean'], v['ssim_ci95'], 3)} | {v['n']} | {secs} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_sheet(out: Path, rows: list[dict[str, Any]], tasks: list[str], count: int) -> Path | None:
+    from PIL import Image
+
+    from dgp_toolkit.sheets import labelled_sheet, write_sheet as write
+
+    short = {"observation": "obs", "classical": "skimage", "gan-inversion": "GAN-inv", "dip": "DIP", "dgp": "DGP"}
+    grid, labels = [], []
+    for task in tasks:
+        for row in sorted((r for r in rows if r["task"] == task and r["position"] < count), key=lambda r: r["position"]):
+            tiles = []
+            for name in ("clean",) + METHODS:
+                path = _image_path(out / "images", task, row["position"], name)
+                if not path.exists():
+                    break
+                psnr = row["scores"].get(name, {}).get("psnr")
+                caption = "clean" if name == "clean" else f"{short[name]} {psnr:.1f}" if psnr is not None else short[name]
+                tiles.append((caption, Image.open(path).convert("RGB")))
+            else:
+                grid.append(tiles)
+                labels.append(f"{task} #{row['position']}")
+    if not grid:
+        return None
+    sheet = labelled_sheet(grid, row_labels=labels, title="clean, observation, classical, GAN inversion, DIP, DGP (PSNR dB)")
+    return write(sheet, out / "sheet.png", overwrite=True)
+
+
+def _machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=10, help="images per task (default 10: one per class)")
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes, one thread each")
+    parser.add_argument("--iterations-scale", type=float, default=Settings.iterations_scale,
+                        help="multiplies every method's steps (presets and DIP)")
+    parser.add_argument("--select-num", type=int, default=Settings.select_num,
+                        help="latent candidates for DGP and GAN inversion (0: the preset's 500)")
+    parser.add_argument("--seed", type=int, default=0, help="image k uses seed SEED + k")
+    parser.add_argument("--prior", default="biggan")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--dip-iterations", type=int, default=Settings.dip_iterations)
+    parser.add_argument("--dip-lr", type=float, default=Settings.dip_lr)
+    parser.add_argument("--sheet-images", type=int, default=3, help="images per task on the sheet")
+    parser.add_argument("--fresh", action="store_true", help="discard earlier rows in --out")
+    args = parser.parse_args(argv)
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        parser.error(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+    if args.n < 1 or args.workers < 1 or not args.iterations_scale > 0:
+        parser.error("--n and --workers must be >= 1 and --iterations-scale > 0")
+    settings = Settings(prior=args.prior, weights=args.weights, iterations_scale=args.iterations_scale,
+                        select_num=args.select_num or None, seed=args.seed, dip_iterations=args.dip_iterations,
+                        dip_lr=args.dip_lr)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path, settings_path = out / "rows.jsonl", out / "settings.json"
+    if args.fresh:
+        rows_path.unlink(missing_ok=True)
+    wanted = dataclasses.asdict(settings)
+    if settings_path.exists() and rows_path.exists() and json.loads(settings_path.read_text()) != wanted:
+        raise SystemExit(f"{out} holds rows made with other settings ({settings_path}); "
+                         "use another --out or pass --fresh to discard them")
+    settings_path.write_text(json.dumps(wanted, indent=2) + "\n")
+
+    import torch
+
+    from dgp_toolkit.restoration import json_safe
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore", UserWarning)
+    ctx = Context(settings)
+    (out / "presets").mkdir(exist_ok=True)
+    from dgp_toolkit.priors.dip import preset_toml
+
+    for task in tasks:
+        for method in GENERATIVE:
+            (out / "presets" / f"{method}-{task}.toml").write_text(preset_toml(ctx.preset(task, method)))
+    del ctx  # the workers load their own priors
+
+    images, indices, labels = dev_subset(args.n)
+    done = {(r["task"], r["dev_index"]) for r in read_rows(rows_path)}
+    jobs = [{"task": task, "clean": images[k].numpy(), "dev_index": indices[k], "label": labels[k], "position": k,
+             "seed": args.seed + k, "image_dir": out / "images" if k < args.sheet_images else None}
+            for k in range(len(indices)) for task in tasks if (task, indices[k]) not in done]
+    print(f"{len(jobs)} (task, image) pairs to run, {len(done)} already in {rows_path}", file=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        run_jobs(jobs, settings, rows_path, args.workers)
+    except KeyboardInterrupt:
+        print(f"interrupted; finished rows are kept in {rows_path}: run the same command again to continue",
+              file=sys.stderr)
+        return 130
+    wall = time.perf_counter() - t0
+
+    keep = set(indices)
+    rows = [r for r in read_rows(rows_path) if r["task"] in tasks and r["dev_index"] in keep]
+    summary = summarize(rows, tasks)
+    meta = {"command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": _machine(),
+            "workers": args.workers, "wall_s": wall, "settings": wanted,
+            "compute_s": sum(v.get("seconds") or 0.0 for r in rows for v in r["scores"].values()),
+            "n": args.n, "tasks": tasks,
+            "torch": torch.__version__, "classical": CLASSICAL}
+    (out / "quality.json").write_text(json.dumps(json_safe({**meta, "summary": summary, "rows": rows}), indent=2) + "\n")
+    table = markdown(summary, meta)
+    (out / "quality.md").write_text(table)
+    sheet = write_sheet(out, rows, tasks, args.sheet_images)
+    print(table)
+    print(f"wrote {out / 'quality.md'}, {out / 'quality.json'}" + (f", {sheet}" if sheet else ""), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

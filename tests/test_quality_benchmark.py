@@ -1,0 +1,166 @@
+"""``benchmarks/quality.py`` (one image, every task, a tiny random prior and a few steps) and
+the ``dip`` prior it compares against."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tiny import TINY
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+METHOD_KEYS = {"psnr", "ssim", "seconds"}
+GENERATIVE_KEYS = METHOD_KEYS | {"select_s", "optimize_s", "class", "steps", "stopped"}
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location("quality_benchmark", ROOT / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def scene() -> torch.Tensor:
+    """A deterministic 32-px picture with flat regions, edges and a smooth gradient, in [-1, 1]."""
+    yy, xx = np.mgrid[0:32, 0:32] / 31.0
+    img = np.stack([0.2 + 0.6 * xx, 0.3 + 0.4 * yy, 0.5 + 0.3 * np.sin(3 * xx + 2 * yy)], axis=-1)
+    img[6:20, 4:14] = (0.9, 0.2, 0.1)
+    img[16:28, 18:29] = (0.1, 0.3, 0.8)
+    return torch.from_numpy(img.clip(0, 1) * 2 - 1).permute(2, 0, 1).float()
+
+
+@pytest.fixture
+def context(quality, tiny_biggan):
+    # 0.005 of each preset: one step per stage; DIP 200 * 0.005 = one step; two candidates.
+    settings = quality.Settings(iterations_scale=0.005, select_num=2, dip_iterations=200, check_every=1)
+    return quality.Context(settings)
+
+
+def test_one_image_every_task_gives_a_complete_row(quality, context, tmp_path):
+    for task in quality.TASKS:
+        row = quality.evaluate_image(context, task, scene(), dev_index=7, label=3, position=0, seed=5,
+                                     image_dir=tmp_path / "images")
+        assert {"schema", "task", "degradation", "protocol", "position", "dev_index", "label", "seed",
+                "scores"} == set(row)
+        assert (row["task"], row["dev_index"], row["label"], row["seed"]) == (task, 7, 3, 5)
+        scores = row["scores"]
+        assert set(scores) == set(quality.METHODS)
+        assert set(scores["observation"]) == {"psnr", "ssim"}
+        assert set(scores["classical"]) == METHOD_KEYS | {"method"}
+        for method in quality.GENERATIVE:
+            assert set(scores[method]) == GENERATIVE_KEYS, method
+            assert scores[method]["stopped"] == "done" and scores[method]["steps"] >= 1
+            assert math.isfinite(scores[method]["psnr"]) and -1 <= scores[method]["ssim"] <= 1
+        assert scores["dip"]["steps"] == 1  # the scale applies to DIP's steps too
+        json.dumps(row)  # JSON-able as it is
+        obs, classical = scores["observation"], scores["classical"]
+        if task == "colorization":  # the grey observation is the classical answer
+            assert classical["psnr"] == pytest.approx(obs["psnr"], abs=1e-6)
+        else:  # the hole filled, the image sharpened, the noise removed
+            assert classical["psnr"] > obs["psnr"] + 0.3, (task, classical, obs)
+        tiles = sorted(p.name for p in (tmp_path / "images" / task).iterdir())
+        assert tiles == sorted(f"000_{m}.png" for m in ("clean",) + quality.METHODS)
+
+
+def test_scores_are_those_of_restore_simulate(quality, context):
+    """The benchmark's DGP score is what ``restore(..., simulate=True)`` reports."""
+    from dgp_toolkit.restoration import restore
+
+    row = quality.evaluate_image(context, "deblurring", scene(), dev_index=0, label=0, position=1, seed=2)
+    setup = context.setup("deblurring", "dgp")
+    direct = restore(scene(), ["blur"], prior=setup.prior, preset=setup.preset, simulate=True, seed=2,
+                     iterations_scale=0.005)
+    assert row["scores"]["dgp"]["psnr"] == pytest.approx(direct.metrics["result"]["psnr"], abs=1e-9)
+    assert row["scores"]["observation"]["psnr"] == pytest.approx(direct.metrics["observation"]["psnr"], abs=1e-9)
+
+
+def test_rows_are_summarised_with_confidence_intervals(quality):
+    rows = [{"task": "denoising", "scores": {m: {"psnr": 20.0 + k, "ssim": 0.5, "seconds": 1.0} for m in quality.METHODS}}
+            for k in range(3)]
+    summary = quality.summarize(rows, ["denoising", "inpainting"])
+    assert list(summary) == ["denoising"]
+    dgp = summary["denoising"]["dgp"]
+    assert dgp["n"] == 3 and dgp["psnr_mean"] == pytest.approx(21.0)
+    assert dgp["psnr_ci95"] == pytest.approx(4.303 * 1.0 / math.sqrt(3), rel=1e-3)  # t(0.975, 2) * sd / sqrt(n)
+    assert quality.mean_ci([5.0]) == (5.0, None, 1)
+    table = quality.markdown(summary, {"command": "x", "date": "d", "machine": "m", "workers": 1, "wall_s": 60, "compute_s": 90,
+                                       "settings": {"prior": "biggan", "iterations_scale": 1, "select_num": None,
+                                                    "dip_iterations": 1, "dip_lr": 1e-3}})
+    assert "| denoising | dgp | 21.00 ± 2.48 | 0.500 ± 0.000 | 3 | 1.0 |" in table
+    assert "| denoising | observation | **21.00 ± 2.48** |" in table  # a tie: the first best is bold
+
+
+def test_the_subset_is_class_balanced(quality):
+    if not (ROOT.parent / "shared" / "data" / "cifar10" / "test_dev_jpeg.npz").exists():
+        pytest.skip("the CIFAR-10 dev split is not here")
+    images, indices, labels = quality.dev_subset(12)
+    assert images.shape == (12, 3, 32, 32) and len(set(indices)) == 12
+    assert labels[:10] == list(range(10)) and labels[10:] == [0, 1]
+
+
+# ----------------------------------------------------------------------------- the dip prior
+def test_dip_loads_a_random_generator_with_the_priors_architecture(tiny_biggan):
+    from dgp_toolkit.priors import load_prior
+    from dgp_toolkit.priors.dip import DIPPrior
+
+    biggan, dip = load_prior("biggan"), load_prior("dip")
+    assert isinstance(dip, DIPPrior) and dip.name == "dip" and dip.preset_family == "dip"
+    assert dip.config == biggan.config == TINY.to_dict()
+    g_dip, g_big = dip.G.state_dict(), biggan.G.state_dict()
+    assert set(g_dip) == set(g_big)
+    assert not torch.equal(g_dip["linear.weight"], g_big["linear.weight"])
+    assert all(torch.equal(v, torch.zeros_like(v)) for k, v in g_dip.items() if k.endswith("stored_mean"))
+    assert all(torch.equal(v, torch.ones_like(v)) for k, v in g_dip.items() if k.endswith("stored_var"))
+    w = g_dip["blocks.0.0.conv1.weight"].reshape(g_dip["blocks.0.0.conv1.weight"].shape[0], -1)
+    assert torch.allclose(w @ w.T, torch.eye(w.shape[0]), atol=1e-4)  # orthogonal rows
+    again = load_prior("dip")  # seeded: the same network in every process
+    assert all(torch.equal(v, again.G.state_dict()[k]) for k, v in g_dip.items())
+    assert dip.describe()["family"] == "dip" and dip.describe()["seed"] == 0
+    with torch.no_grad():
+        x = dip.generate(dip.sample(2), [0, 1])
+    assert x.shape == (2, 3, 32, 32) and 0.05 < float(x.std()) < 0.95  # neither flat nor saturated
+
+
+def test_dip_restores_from_the_command_line_with_a_preset_file(dgp, tiny_biggan, tmp_path, monkeypatch):
+    from dgp_toolkit.presets import load_preset
+    from dgp_toolkit.priors.dip import dip_preset, write_dip_preset
+
+    preset_file = write_dip_preset(tmp_path / "dip.toml", "deblurring", iterations=3, g_lr=1e-3)
+    loaded = load_preset(preset_file)
+    assert loaded.schedule == dip_preset("deblurring", iterations=3).schedule
+    assert loaded.select_num == 1 and loaded.schedule.stages[0].z_lr == 0.0
+    assert loaded.schedule.stages[0].weights == {"mse": 1.0}
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(((scene().permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)).save("a.png")
+    result = dgp("restore", "a.png", "--prior", "dip", "--preset", str(preset_file), "--degrade", "blur",
+                 "--simulate", "--device", "cpu", "-o", "out", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)[0]
+    assert record["error"] is None and record["result"]["psnr"] > 0
+    run_json = json.loads((tmp_path / "out" / "a_run.json").read_text())
+    assert run_json["prior"]["family"] == "dip" and len(run_json["history"]) == 3
+    # Without a preset file there is nothing sensible to run: a usage error naming the family.
+    refused = dgp("restore", "a.png", "--prior", "dip", "--degrade", "blur", "-o", "out2", "--quiet")
+    assert refused.exit_code == 2 and "dip" in refused.stderr
+
+
+def test_dip_doctests():
+    import doctest
+
+    import dgp_toolkit.priors.dip as dip
+
+    result = doctest.testmod(dip, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 3 and result.failed == 0
