@@ -152,9 +152,12 @@ def test_dip_restores_from_the_command_line_with_a_preset_file(dgp, tiny_biggan,
     assert record["error"] is None and record["result"]["psnr"] > 0
     run_json = json.loads((tmp_path / "out" / "a_run.json").read_text())
     assert run_json["prior"]["family"] == "dip" and len(run_json["history"]) == 3
-    # Without a preset file there is nothing sensible to run: a usage error naming the family.
-    refused = dgp("restore", "a.png", "--prior", "dip", "--degrade", "blur", "-o", "out2", "--quiet")
-    assert refused.exit_code == 2 and "dip" in refused.stderr
+    # Without a preset file, the shipped dip preset for the task (MSE only, latent fixed) is used.
+    builtin = dgp("restore", "a.png", "--prior", "dip", "--degrade", "blur", "-o", "out2", "--quiet",
+                  "--device", "cpu", "--iterations-scale", "0.001")
+    assert builtin.exit_code == 0, builtin.stderr
+    shipped = json.loads((tmp_path / "out2" / "a_run.json").read_text())
+    assert shipped["prior"]["family"] == "dip" and len(shipped["history"]) == 2
 
 
 def test_dip_doctests():
