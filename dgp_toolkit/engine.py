@@ -28,6 +28,7 @@ import torch
 from dgp_toolkit.errors import DGPError, DGPUsageError
 
 SELECT_FEATURES = 3  # latent selection scores the last 3 D features (DGP-METHOD.md section 3)
+PIXEL_LOSSES = frozenset({"mse", "l1", "nll"})  # losses that never read discriminator features
 
 
 @dataclasses.dataclass
@@ -122,8 +123,13 @@ class DGPRun:
         self.generator = torch.Generator().manual_seed(self.seed)
         self.timings: dict[str, float] = {}
         self._losses = self._build_losses()
-        with torch.no_grad():
-            self.target_feats = [f.detach() for f in prior.D(self.target)[1]]
+        # The target's D features, once per run; skipped when nothing reads them (pixel-only
+        # losses and a single latent candidate, e.g. the deep-image-prior baseline).
+        self.target_feats: list[torch.Tensor] = []
+        if preset.select_num > 1 or any(w and name not in PIXEL_LOSSES for s in self.schedule.stages
+                                        for name, w in s.weights.items()):
+            with torch.no_grad():
+                self.target_feats = [f.detach() for f in prior.D(self.target)[1]]
 
     def _build_losses(self) -> dict[str, Any]:
         from dgp_toolkit.registry import get_registry
@@ -136,6 +142,9 @@ class DGPRun:
         t0 = time.perf_counter()
         z, y = draw_candidates(self.prior, self.preset.select_num, self.preset.sample_std,
                                self.class_index, self.generator)
+        if z.shape[0] == 1:
+            self.timings["select_s"] = time.perf_counter() - t0
+            return z.clone(), int(y[0]), float("nan")
         scores = score_candidates(self.prior, self.degradation, self.target_feats, z, y)
         best = int(torch.argmin(scores))
         self.timings["select_s"] = time.perf_counter() - t0

@@ -174,3 +174,19 @@ def test_presets_exist_for_every_task_and_family():
 ])
 def test_task_choice(names, task):
     assert task_for_degradations(names) == task
+
+
+def test_discriminator_is_skipped_when_nothing_reads_it(prior):
+    deg, target = observation(prior)
+    calls = []
+    hook = prior.D.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        pixel_only = make_preset("full", task="test", select_num=1, sample_std=1.0, iterations=[4], ft_num=[4],
+                                 g_lr=[1e-3], z_lr=[0.0], weights={"mse": [1.0]})
+        res = run_dgp(prior, deg, target, preset=pixel_only, seed=0)
+        assert calls == [] and len(res.history) == 4
+        run_dgp(prior, deg, target, preset=tiny_preset(iterations=[1], ft_num=[1], g_lr=[1e-3], z_lr=[1e-3],
+                                                        ftr_num=[3], weights={"mse": [1.0]}), seed=0)
+        assert calls  # several candidates are scored with D
+    finally:
+        hook.remove()
