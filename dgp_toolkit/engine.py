@@ -73,8 +73,13 @@ def d_feature_distance(feats: list[torch.Tensor], target: list[torch.Tensor], n:
 
 @torch.no_grad()
 def score_candidates(prior: Any, degradation: Any, target_feats: list[torch.Tensor], z: torch.Tensor,
-                     y: torch.Tensor, *, chunk: int = 50) -> torch.Tensor:
-    """The D-feature loss of each candidate ``(z_i, y_i)`` against the target, batched."""
+                     y: torch.Tensor, *, chunk: int = 16) -> torch.Tensor:
+    """The D-feature loss of each candidate ``(z_i, y_i)`` against the target, batched.
+
+    Chunks of 16: on a 2-core CPU, 48 candidates took 3.6 s one at a time, 3.0-3.1 s in
+    chunks of 8-16 and up to 3.2 s in one chunk of 48 (activations of larger chunks no
+    longer fit the caches); results do not depend on the chunk size.
+    """
     G, D = prior.G, prior.D
     scores = []
     for start in range(0, z.shape[0], chunk):
