@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(ROOT / "training" / "cifar10-32" / "checkpoint.pt"))
     parser.add_argument("--quality", default=None, help="JSON written by benchmarks/prior_quality.py")
     parser.add_argument("--hardware", default=None, help="where the training ran (default: this machine)")
+    parser.add_argument("--status", default="final", help="'final', or what this interim checkpoint is")
     args = parser.parse_args()
 
     import torch
@@ -46,6 +47,7 @@ def main() -> None:
     digest = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
     card = {
         "name": "biggan",
+        "status": args.status,
         "description": "Class-conditional BigGAN (generator EMA + discriminator) trained by dgp-toolkit on CIFAR-10",
         "architecture": json.loads(meta["config"]),
         "data": "CIFAR-10 training split, 50,000 images (../shared/data/cifar10/train_jpeg.npz); "
