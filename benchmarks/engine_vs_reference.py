@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--task", default="super-resolution", choices=sorted(SPEC))
     parser.add_argument("--scale", type=float, default=1.0, help="iterations scale (1.0 = the preset)")
     parser.add_argument("--select-num", type=int, default=None)
+    parser.add_argument("--precision", default="float32", choices=["auto", "float32", "bf16"],
+                        help="our engine's precision (the reference-style loop is float32, as the reference)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -135,7 +137,8 @@ def main() -> None:
     for k, clean in enumerate(dev_images(args.n)):
         clean = clean[None]
         target = degradation.degrade(clean, generator=torch.Generator().manual_seed(k))
-        ours = run_dgp(prior, degradation, target, preset=preset, seed=k, snapshot_stages=False)
+        ours = run_dgp(prior, degradation, target, preset=preset, seed=k, snapshot_stages=False,
+                       precision=args.precision)
         ref_image, ref_t = reference_style_run(prior, degradation, target, preset, seed=k)
         rows.append({"image": k, "ours": ours.timings, "reference_style": ref_t,
                      "psnr_ours": psnr(degradation.finish(ours.image, target), clean),
@@ -150,6 +153,7 @@ def main() -> None:
     summary = {
         "task": args.task, "n": len(rows), "scale": args.scale, "select_num": preset.select_num,
         "steps": preset.schedule.total_iterations, "threads": torch.get_num_threads(),
+        "precision": ours.config["precision"],
         "ours": {"select_s": mean("ours", "select_s"), "optimize_s": mean("ours", "optimize_s")},
         "reference_style": {"select_s": mean("reference_style", "select_s"),
                             "optimize_s": mean("reference_style", "optimize_s")},

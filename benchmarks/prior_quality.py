@@ -1,6 +1,6 @@
 """Quality figures of a 32-px CIFAR-10 prior (the embedded one by default).
 
-    python benchmarks/prior_quality.py [--prior biggan | --file run/prior.safetensors] [--json OUT]
+    python benchmarks/prior_quality.py [--prior biggan] [--prior run/prior.safetensors=early] [--json OUT]
 
 Prints and optionally writes:
 - ``sample_accuracy``: share of 1,000 class-conditional samples (100 per class) that the
@@ -8,7 +8,8 @@ Prints and optionally writes:
 - ``frechet_distance``: Frechet distance between the classifier's penultimate features of
   those 1,000 samples and of the 1,000 dev images (lower is better);
 - ``nearest``: for 8 samples, the L2 distance (pixels in [0, 1]) to their nearest training
-  image, and ``docs/prior_nearest.png`` showing each sample beside that image.
+  image, and ``docs/prior_nearest.png`` showing each sample beside that image; for scale,
+  ``dev_to_train_nearest_l2`` is the same distance for 8 dev images (never trained on).
 """
 
 from __future__ import annotations
@@ -47,36 +48,31 @@ def samples(prior, per_class: int = 100, seed: int = 0) -> tuple[torch.Tensor, t
     return out, y
 
 
-def load(args):
-    if args.file:
-        from dgp_toolkit.priors.biggan.weights import load_prior_file  # noqa: F401
-
-        import dgp_toolkit
-
-        return dgp_toolkit.load_prior("biggan", weights=args.file)
+def load(spec: str):
+    """``biggan`` (the shipped prior) or a prior file written by train-prior / an export."""
     import dgp_toolkit
 
-    return dgp_toolkit.load_prior(args.prior)
+    if spec == "biggan":
+        return dgp_toolkit.load_prior("biggan")
+    return dgp_toolkit.load_prior("biggan", weights=spec)
+
+
+def file_step(path: str) -> int | None:
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as handle:
+        step = (handle.metadata() or {}).get("step")
+    return int(step) if step is not None else None
 
 
 @torch.no_grad()
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prior", default="biggan")
-    parser.add_argument("--file", default=None, help="a prior.safetensors written by train-prior")
-    parser.add_argument("--json", default=None)
-    parser.add_argument("--nearest-png", default=str(ROOT / "docs" / "prior_nearest.png"))
-    args = parser.parse_args()
-    prior = load(args)
-    clf = load_classifier()
+def measure(prior, clf, dev: torch.Tensor, train: torch.Tensor, nearest_png: str | None) -> dict:
     fake, y = samples(prior)
     logits = torch.cat([clf(fake[i:i + 250]) for i in range(0, len(fake), 250)])
     acc = float((logits.argmax(1) == y).float().mean())
-    dev, _ = load_split("test_dev")
     f_fake = torch.cat([clf.features(fake[i:i + 250]) for i in range(0, len(fake), 250)]).numpy()
     f_dev = torch.cat([clf.features(dev[i:i + 250]) for i in range(0, len(dev), 250)]).numpy()
     fd = frechet_distance(f_fake.astype(np.float64), f_dev.astype(np.float64))
-    train, _ = load_split("train")
     picks = fake[:: len(fake) // 8][:8]
     a = ((picks + 1) / 2).reshape(8, -1)
     best_d, best_i = torch.full((8,), float("inf")), torch.zeros(8, dtype=torch.long)
@@ -86,14 +82,56 @@ def main() -> None:
         m, i = d.min(1)
         better = m < best_d
         best_d[better], best_i[better] = m[better], i[better] + start
-    from dgp_toolkit.priors.biggan.train import save_grid
+    if nearest_png:
+        from dgp_toolkit.priors.biggan.train import save_grid
 
-    pairs = torch.stack([torch.stack([picks[k], train[best_i[k]]]) for k in range(8)]).reshape(16, 3, 32, 32)
-    save_grid(pairs, args.nearest_png, ncol=2)
-    result = {"prior": getattr(prior, "name", "?"), "source": getattr(prior, "source", ""),
-              "sample_accuracy": round(acc, 4), "frechet_distance": round(fd, 3),
-              "nearest_l2": [round(float(v), 3) for v in best_d],
-              "nearest_train_index": best_i.tolist(), "nearest_png": args.nearest_png}
+        pairs = torch.stack([torch.stack([picks[k], train[best_i[k]]]) for k in range(8)]).reshape(16, 3, 32, 32)
+        save_grid(pairs, nearest_png, ncol=2)
+    # the same distance between dev images and their nearest training images: what
+    # "close" means for two different CIFAR-10 images
+    return {"sample_accuracy": round(acc, 4), "frechet_distance": round(fd, 3),
+            "nearest_l2": [round(float(v), 3) for v in best_d], "nearest_train_index": best_i.tolist(),
+            "nearest_png": nearest_png}
+
+
+@torch.no_grad()
+def dev_to_train_l2(dev: torch.Tensor, train: torch.Tensor, n: int = 8) -> list[float]:
+    picks = dev[:: len(dev) // n][:n]
+    a = ((picks + 1) / 2).reshape(n, -1)
+    best = torch.full((n,), float("inf"))
+    for start in range(0, len(train), 5000):
+        b = ((train[start:start + 5000] + 1) / 2).reshape(-1, a.shape[1])
+        best = torch.minimum(best, torch.cdist(a, b).min(1).values)
+    return [round(float(v), 3) for v in best]
+
+
+@torch.no_grad()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prior", action="append", default=None, metavar="biggan|FILE[=LABEL]",
+                        help="a prior to measure (repeatable): biggan (the shipped one) or a prior file, "
+                             "optionally with a label; default: biggan")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--nearest-png", default=str(ROOT / "docs" / "prior_nearest.png"),
+                        help="sample / nearest-training-image pairs of the first prior")
+    args = parser.parse_args()
+    clf = load_classifier()
+    from classifier import evaluate
+
+    dev, _ = load_split("test_dev")
+    train, _ = load_split("train")
+    rows = []
+    for k, item in enumerate(args.prior or ["biggan"]):
+        spec, _, label = item.partition("=")
+        prior = load(spec)
+        step = file_step(prior.source) if getattr(prior, "source", None) else None
+        row = {"label": label or spec, "prior": spec, "step": step,
+               **measure(prior, clf, dev, train, args.nearest_png if k == 0 else None)}
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    result = {"command": "python benchmarks/prior_quality.py " + " ".join(sys.argv[1:]),
+              "classifier_dev_accuracy": round(evaluate(clf), 4),
+              "dev_to_train_nearest_l2": dev_to_train_l2(dev, train), "rows": rows}
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

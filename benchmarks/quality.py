@@ -115,6 +115,12 @@ class Settings:
     dip_iterations: int = 2000
     dip_lr: float = 1e-3
     check_every: int = 50
+    methods: str = "gan-inversion,dip,dgp"  # the generative methods to run (comma-separated)
+    precision: str = "float32"  # the engine's (dgp_toolkit.precision); DIP too
+
+    @property
+    def generative(self) -> tuple[str, ...]:
+        return tuple(m for m in GENERATIVE if m in self.methods.split(","))
 
 
 # --------------------------------------------------------------------------- data
@@ -261,10 +267,10 @@ def evaluate_image(ctx: Context, task: str, clean: Any, *, dev_index: int, label
         "classical": {**metrics["result"], "method": CLASSICAL[task], "seconds": seconds},
     }
     inp = load_input(clean[0].cpu())
-    for method in GENERATIVE:
+    for method in s.generative:
         result = restore_input(ctx.setup(task, method), inp, simulate=True, seed=int(seed),
                                iterations_scale=s.iterations_scale, check_every=s.check_every,
-                               snapshot_stages=False)
+                               snapshot_stages=False, precision=s.precision)
         seen = result.metrics["observation"]
         if not math.isclose(seen["psnr"], scores["observation"]["psnr"], rel_tol=1e-9, abs_tol=1e-9):
             raise RuntimeError(f"{task}: restore_input simulated another observation ({seen['psnr']:.4f} dB) "
@@ -356,7 +362,7 @@ def run_jobs(jobs: list[dict[str, Any]], settings: Settings, rows_path: Path, wo
         done += 1
         _append(rows_path, row)
         sc = row["scores"]
-        line = ", ".join(f"{m} {sc[m]['psnr']:.2f}" for m in METHODS if sc[m].get("psnr") is not None)
+        line = ", ".join(f"{m} {sc[m]['psnr']:.2f}" for m in METHODS if sc.get(m, {}).get("psnr") is not None)
         print(f"[{done}/{len(jobs)} {time.perf_counter() - t0:.0f} s] {row['task']} #{row['position']}: {line}",
               file=sys.stderr, flush=True)
 
@@ -405,7 +411,9 @@ def summarize(rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]:
             continue
         out[task] = {}
         for method in METHODS:
-            entries = [r["scores"][method] for r in task_rows]
+            entries = [r["scores"][method] for r in task_rows if method in r["scores"]]
+            if not entries:
+                continue
             psnr, psnr_ci, n = mean_ci([e.get("psnr") for e in entries])
             ssim, ssim_ci, _ = mean_ci([e.get("ssim") for e in entries])
             secs = [e["seconds"] for e in entries if e.get("seconds") is not None]
@@ -429,7 +437,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"{meta['wall_s'] / 60:.1f} min wall for the images computed in this run; "
         f"{meta['compute_s'] / 60:.1f} min of compute in all rows (sum of the methods' seconds).  ",
         f"Prior `{s['prior']}`; iterations scale {s['iterations_scale']} of each preset; latent candidates "
-        f"{s['select_num'] or 'as the preset'}; DIP {s['dip_iterations']} steps (scaled too) at lr {s['dip_lr']}.",
+        f"{s['select_num'] or 'as the preset'}; DIP {s['dip_iterations']} steps (scaled too) at lr {s['dip_lr']}; "
+        f"engine precision {s.get('precision', 'float32')}.",
         "",
         "Mean over images ± half-width of the 95% confidence interval (t distribution); N images; "
         "the best mean PSNR of each task in bold. PSNR in dB, [0, 1] images, SSIM over colour channels; "
@@ -462,6 +471,8 @@ def write_sheet(out: Path, rows: list[dict[str, Any]], tasks: list[str], count: 
         for row in sorted((r for r in rows if r["task"] == task and r["position"] < count), key=lambda r: r["position"]):
             tiles = []
             for name in ("clean",) + METHODS:
+                if name != "clean" and name not in row["scores"]:
+                    continue
                 path = _image_path(out / "images", task, row["position"], name)
                 if not path.exists():
                     break
@@ -473,7 +484,8 @@ def write_sheet(out: Path, rows: list[dict[str, Any]], tasks: list[str], count: 
                 labels.append(f"{task} #{row['position']}")
     if not grid:
         return None
-    sheet = labelled_sheet(grid, row_labels=labels, title="clean, observation, classical, GAN inversion, DIP, DGP (PSNR dB)")
+    shown = [m for m in METHODS if any(m in r["scores"] for r in rows)]
+    sheet = labelled_sheet(grid, row_labels=labels, title=", ".join(["clean"] + [short[m] for m in shown]) + " (PSNR dB)")
     return write(sheet, out / "sheet.png", overwrite=True)
 
 
@@ -506,6 +518,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None)
     parser.add_argument("--dip-iterations", type=int, default=Settings.dip_iterations)
     parser.add_argument("--dip-lr", type=float, default=Settings.dip_lr)
+    parser.add_argument("--methods", default=Settings.methods,
+                        help="generative methods to run, from gan-inversion, dip, dgp (observation and "
+                             "classical always run)")
+    parser.add_argument("--precision", default=Settings.precision, choices=["auto", "float32", "bf16"],
+                        help="the engine's precision (bf16 autocast for G and D where the CPU has AMX)")
     parser.add_argument("--sheet-images", type=int, default=3, help="images per task on the sheet")
     parser.add_argument("--fresh", action="store_true", help="discard earlier rows in --out")
     args = parser.parse_args(argv)
@@ -514,11 +531,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
         parser.error(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods or any(m not in GENERATIVE for m in methods):
+        parser.error(f"--methods {args.methods!r}: choose from {', '.join(GENERATIVE)}")
     if args.n < 1 or args.workers < 1 or not args.iterations_scale > 0:
         parser.error("--n and --workers must be >= 1 and --iterations-scale > 0")
     settings = Settings(prior=args.prior, weights=args.weights, iterations_scale=args.iterations_scale,
                         select_num=args.select_num or None, seed=args.seed, dip_iterations=args.dip_iterations,
-                        dip_lr=args.dip_lr)
+                        dip_lr=args.dip_lr, methods=",".join(m for m in GENERATIVE if m in methods),
+                        precision=args.precision)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     rows_path, settings_path = out / "rows.jsonl", out / "settings.json"
@@ -541,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     from dgp_toolkit.priors.dip import preset_toml
 
     for task in tasks:
-        for method in GENERATIVE:
+        for method in settings.generative:
             (out / "presets" / f"{method}-{task}.toml").write_text(preset_toml(ctx.preset(task, method)))
     del ctx  # the workers load their own priors
 

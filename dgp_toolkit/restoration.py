@@ -288,7 +288,8 @@ def _task_of(steps: Sequence[Any]) -> str:
 # --------------------------------------------------------------------------- running
 def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", simulate: bool = False, seed: int = 0,
                   iterations_scale: float = 1.0, progress: Callable[[Any], None] | None = None,
-                  check_every: int = 50, snapshot_stages: bool = True) -> RestoreResult:
+                  check_every: int = 50, snapshot_stages: bool = True,
+                  precision: str = "float32") -> RestoreResult:
     """Restore one loaded image with a prepared set-up (the body of :func:`restore`)."""
     import torch
 
@@ -328,7 +329,7 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
 
     res = run_dgp(prior, degradation, target, preset=setup.preset, seed=seed, class_index=setup.class_index,
                   iterations_scale=iterations_scale, progress=progress, check_every=check_every,
-                  snapshot_stages=snapshot_stages)
+                  snapshot_stages=snapshot_stages, precision=precision)
     with torch.no_grad():
         raw = res.image.detach()
         finished = degradation.finish(raw, target).clamp(-1, 1)
@@ -344,7 +345,7 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
     seconds = time.perf_counter() - start
     class_index = int(res.class_index)
     config = _config(setup, inp, res, fit=fit, simulate=simulate, seed=seed, iterations_scale=iterations_scale,
-                     check_every=check_every, class_index=class_index)
+                     check_every=check_every, class_index=class_index, precision=res.config.get("precision", precision))
     return RestoreResult(
         image=to_pil(finished), observation=to_pil(target), input=fitted, tensor=finished.cpu(), raw=raw.cpu(),
         metrics=metrics, history=list(res.history), config=config, z=res.z.detach().cpu(), class_index=class_index,
@@ -376,7 +377,7 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
             label: int | str | None = None, seed: int = 0, device: str | None = None,
             weights: str | os.PathLike | None = None, fit: str = "crop", simulate: bool = False,
             iterations_scale: float = 1.0, progress: Callable[[Any], None] | None = None,
-            check_every: int = 50, snapshot_stages: bool = True) -> RestoreResult:
+            check_every: int = 50, snapshot_stages: bool = True, precision: str = "float32") -> RestoreResult:
     """Restore ``image`` with a deep generative prior; returns a :class:`RestoreResult`.
 
     Args:
@@ -399,6 +400,8 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
         iterations_scale: multiplies every stage's iterations (0.1 for a quick look).
         progress: called with each ``ProgressEvent`` (stage, step, loss, elapsed).
         check_every: steps between the engine's checks (NaN, early stop, history).
+        precision: ``"float32"``, ``"bf16"`` (autocast for G and D) or ``"auto"`` (bf16
+            where the hardware computes it natively: AMX CPUs, recent GPUs).
 
     User mistakes raise :class:`DGPUsageError`; runtime failures :class:`DGPError`.
 
@@ -408,7 +411,8 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
     setup = prepare_restore(degrade, prior, preset=preset, label=label, device=device, weights=weights)
     inp = load_input(image)
     return restore_input(setup, inp, fit=fit, simulate=simulate, seed=seed, iterations_scale=iterations_scale,
-                         progress=progress, check_every=check_every, snapshot_stages=snapshot_stages)
+                         progress=progress, check_every=check_every, snapshot_stages=snapshot_stages,
+                         precision=precision)
 
 
 # --------------------------------------------------------------------------- scores

@@ -75,6 +75,19 @@ def test_one_image_every_task_gives_a_complete_row(quality, context, tmp_path):
         assert tiles == sorted(f"000_{m}.png" for m in ("clean",) + quality.METHODS)
 
 
+def test_methods_select_what_runs_and_the_summary_follows(quality, tiny_biggan, tmp_path):
+    settings = quality.Settings(iterations_scale=0.005, select_num=2, check_every=1, methods="dgp",
+                                precision="bf16")
+    ctx = quality.Context(settings)
+    row = quality.evaluate_image(ctx, "denoising", scene(), dev_index=1, label=0, position=0, seed=1,
+                                 image_dir=tmp_path / "images")
+    assert set(row["scores"]) == {"observation", "classical", "dgp"}
+    summary = quality.summarize([row], ["denoising"])
+    assert set(summary["denoising"]) == {"observation", "classical", "dgp"}
+    sheet = quality.write_sheet(tmp_path, [row], ["denoising"], 1)
+    assert sheet is not None and sheet.exists()
+
+
 def test_scores_are_those_of_restore_simulate(quality, context):
     """The benchmark's DGP score is what ``restore(..., simulate=True)`` reports."""
     from dgp_toolkit.restoration import restore

@@ -166,6 +166,7 @@ def _command_line(path: Path, specs: list[str], opts: dict[str, Any], preset_nam
         args.append("--simulate")
     if opts["iterations_scale"] != 1.0:
         args += ["--iterations-scale", repr(opts["iterations_scale"])]
+    args += ["--precision", opts["precision"]]
     return shlex.join(args)
 
 
@@ -290,6 +291,9 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
 @click.option("--sheet", is_flag=True, help="Also write NAME_sheet.png: input, observation, stages, result.")
 @click.option("--iterations-scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               metavar="F", help="Multiply every stage's iterations (0.1 for a quick look).")
+@click.option("--precision", type=click.Choice(["auto", "float32", "bf16"]), default="float32", show_default=True,
+              help="bf16: G and D under bf16 autocast (faster where the hardware computes bf16: AMX "
+                   "CPUs, recent GPUs); auto: bf16 only there.")
 @click.option("--save-state", "save_state", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE", help="Also save each reconstruction (z, class, tuned generator) for "
               "`jitter/transfer --from-state`; with several inputs FILE must contain {name}.")
@@ -299,7 +303,8 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
 def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple[str, ...], prior: str,
                     weights: Path | None, class_: str | None, preset: str | None, seed: int, device: str,
                     out_dir: Path, fit: str, simulate: bool, metrics_path: Path | None, sheet: bool,
-                    iterations_scale: float, save_state: Path | None, overwrite: bool, quiet: bool) -> None:
+                    iterations_scale: float, precision: str, save_state: Path | None, overwrite: bool,
+                    quiet: bool) -> None:
     """Restore INPUT images (files or folders) with a deep generative prior.
 
     The degradations say what happened to the images (--degrade gray: they lost their
@@ -309,7 +314,7 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
     and the results are scored against them (PSNR, SSIM).
     """
     opts = dict(prior=prior, weights=weights, class_=class_, preset=preset, seed=seed, device=device,
-                fit=fit, simulate=simulate, iterations_scale=iterations_scale)
+                fit=fit, simulate=simulate, iterations_scale=iterations_scale, precision=precision)
     from dgp_toolkit.cli.output import stderr_console
     from dgp_toolkit.errors import DGPError, DGPUsageError
     from dgp_toolkit.restoration import (
@@ -364,7 +369,8 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
                 raise DGPUsageError(f"{state_path} already exists; pass --overwrite to replace it")
             with _ProgressDisplay(name, enabled=not quiet) as display:
                 result = restore_input(setup, inp, fit=fit, simulate=simulate, seed=seed,
-                                       iterations_scale=iterations_scale, progress=display)
+                                       iterations_scale=iterations_scale, progress=display,
+                                       precision=precision)
             record.update(output=str(outputs["restored"]), **{"class": result.class_index},
                           observation=_scores(result.metrics, "observation"),
                           result=_scores(result.metrics, "result"))

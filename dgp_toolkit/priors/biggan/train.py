@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from dgp_toolkit.errors import DGPError, DGPUsageError
+from dgp_toolkit.precision import cpu_has_fast_bf16, resolve_precision  # noqa: F401 (re-exported)
 from dgp_toolkit.priors.biggan.datasets import ImageDataset
 from dgp_toolkit.priors.biggan.layers import BatchNorm, ConditionalBatchNorm
 from dgp_toolkit.priors.biggan.model import BigGANConfig, Discriminator, Generator, orthogonal_init
@@ -77,25 +78,6 @@ class TrainSettings:
             raise DGPUsageError("--ema-decay must be in [0, 1)")
         if self.precision not in ("auto", "float32", "bf16"):
             raise DGPUsageError(f"unknown precision {self.precision!r}; choices: auto, float32, bf16")
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU has native bf16 matrix instructions (AMX or AVX-512 BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "float32"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_fast_bf16() else "float32"
-    return "float32"
 
 
 def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -372,6 +354,22 @@ def compact_checkpoint(path: str | Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def canonicalize_safetensors(path: str | Path) -> None:
+    """Rewrite a safetensors file's JSON header with sorted keys, in place.
+
+    safetensors writes its ``__metadata__`` in hash-map order, which changes from one
+    process to the next; with sorted keys the same tensors and metadata always give the
+    same bytes (and sha256). The data section and its offsets are untouched.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data section stays 8-byte aligned
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
 def save_prior_file(path: str | Path, G: Generator, D: Discriminator, meta: dict[str, str]) -> dict:
     from safetensors.torch import save_file
 
@@ -382,6 +380,7 @@ def save_prior_file(path: str | Path, G: Generator, D: Discriminator, meta: dict
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=meta)
+        canonicalize_safetensors(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
@@ -402,13 +401,21 @@ def recalibrate_batch_norm(G: Generator, n_classes: int, batches: int, *, batch_
     gen = torch.Generator().manual_seed(seed + 99)
     device = next(G.parameters()).device
     G.eval()
-    for k in range(batches):
-        for m in norms:
-            m.training = True  # only the norm itself: spectral norm stays in eval mode
-            m.momentum = 1.0 / (k + 1)  # cumulative average
-        z = torch.randn(batch_size, G.dim_z, generator=gen).to(device)
-        y = torch.randint(n_classes, (batch_size,), generator=gen).to(device)
-        G(z, G.shared(y))
+    # One thread: the batch statistics are sums whose rounding depends on how the work is
+    # split between threads, and the exported file should not depend on the machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            for k in range(batches):
+                for m in norms:
+                    m.training = True  # only the norm itself: spectral norm stays in eval mode
+                    m.momentum = 1.0 / (k + 1)  # cumulative average
+                z = torch.randn(batch_size, G.dim_z, generator=gen).to(device)
+                y = torch.randint(n_classes, (batch_size,), generator=gen).to(device)
+                G(z, G.shared(y))
+    finally:
+        torch.set_num_threads(threads)
     for m in norms:
         m.training = False
         m.momentum = 0.1

@@ -1,0 +1,107 @@
+"""Write the benchmark tables into the README from the benchmarks' own output files.
+
+    python benchmarks/readme_tables.py [--check]
+
+Each table lives in the README between ``<!-- BEGIN NAME -->`` and ``<!-- END NAME -->``
+and is replaced by the text generated from its source (figures are never typed by hand):
+
+=================  =========================================================
+``prior-quality``  ``benchmarks/results/prior_quality.json`` (``prior_quality.py --json``)
+``quality``        ``benchmarks/results/quality/quality.md`` (``quality.py``)
+``speed``          ``benchmarks/results/speed/speed.md`` (``speed.py``)
+``engine-speed``   ``benchmarks/results/engine_vs_reference.json`` (``engine_vs_reference.py --json``)
+=================  =========================================================
+
+A source that does not exist leaves its block as it is. ``--check`` writes nothing and
+exits 1 when the README is not up to date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def prior_quality_table(path: Path) -> str:
+    data = json.loads(path.read_text())
+    rows = data["rows"] if "rows" in data else [data]
+    lines = [f"Command: `{data.get('command', 'python benchmarks/prior_quality.py')}`", "",
+             "| prior | iterations | sample accuracy | Frechet distance (classifier features) | "
+             "mean L2 to nearest training image |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        nearest = sum(r["nearest_l2"]) / len(r["nearest_l2"])
+        lines.append(f"| {r.get('label', r.get('prior', '?'))} | {r.get('step', '?')} | {100 * r['sample_accuracy']:.1f}% | "
+                     f"{r['frechet_distance']:.2f} | {nearest:.2f} |")
+    if "classifier_dev_accuracy" in data:
+        lines += ["", f"Classifier accuracy on the 1,000 dev images: {100 * data['classifier_dev_accuracy']:.1f}%."]
+    return "\n".join(lines) + "\n"
+
+
+def engine_speed_table(path: Path) -> str:
+    s = json.loads(path.read_text())["summary"]
+    o, r = s["ours"], s["reference_style"]
+    lines = [f"Command: `{s.get('command', 'python benchmarks/engine_vs_reference.py')}`"
+             + (f"; {s['date']} on {s['machine']}" if "date" in s else ""), "",
+             f"{s['task']}, {s['n']} dev images, {s['select_num']} candidates, {s['steps']} steps, "
+             f"{s['threads']} torch thread(s), our precision {s.get('precision', 'float32')}.", "",
+             "| | selection s | optimization s | total s | mean PSNR dB |", "|---|---|---|---|---|",
+             f"| reference-style loop | {r['select_s']:.1f} | {r['optimize_s']:.1f} | "
+             f"{r['select_s'] + r['optimize_s']:.1f} | {s['psnr']['reference_style']:.2f} |",
+             f"| dgp-toolkit engine | {o['select_s']:.1f} | {o['optimize_s']:.1f} | "
+             f"{o['select_s'] + o['optimize_s']:.1f} | {s['psnr']['ours']:.2f} |",
+             f"| ratio | {s['speedup']['select']:.2f}x | {s['speedup']['optimize']:.2f}x | "
+             f"{s['speedup']['total']:.2f}x | {s['psnr']['ours'] - s['psnr']['reference_style']:+.2f} dB |", "",
+             f"Observation PSNR {s['psnr']['observation']:.2f} dB; peak RSS {s['peak_rss_mb']:.0f} MB."]
+    return "\n".join(lines) + "\n"
+
+
+SOURCES = {
+    "prior-quality": (RESULTS / "prior_quality.json", prior_quality_table),
+    "quality": (RESULTS / "quality" / "quality.md", lambda p: p.read_text()),
+    "speed": (RESULTS / "speed" / "speed.md", lambda p: p.read_text()),
+    "engine-speed": (RESULTS / "engine_vs_reference.json", engine_speed_table),
+}
+
+
+def render(readme: str) -> str:
+    for name, (path, make) in SOURCES.items():
+        if not path.exists():
+            continue
+        pattern = re.compile(rf"(<!-- BEGIN {re.escape(name)} -->\n)(.*?)(<!-- END {re.escape(name)} -->)", re.S)
+        if not pattern.search(readme):
+            print(f"warning: the README has no block {name!r}", file=sys.stderr)
+            continue
+        body = make(path)
+        # the tables' own level-1 headings would break the README's outline
+        body = "\n".join(line for line in body.splitlines() if not line.startswith("# ")).strip("\n") + "\n"
+        readme = pattern.sub(lambda m: m.group(1) + body + m.group(3), readme)
+    return readme
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README is out of date; write nothing")
+    args = parser.parse_args(argv)
+    old = args.readme.read_text()
+    new = render(old)
+    if args.check:
+        if new != old:
+            print(f"{args.readme} is out of date: run python benchmarks/readme_tables.py", file=sys.stderr)
+            return 1
+        return 0
+    if new != old:
+        args.readme.write_text(new)
+        print(f"updated {args.readme}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
