@@ -134,7 +134,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
-    t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch", type=int, default=256)
     t.add_argument("--lr", type=float, default=0.2)
     t.add_argument("--seed", type=int, default=0)
