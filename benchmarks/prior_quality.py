@@ -34,8 +34,10 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    covmean = covmean.real
+    covmean = linalg.sqrtm(s1 @ s2)
+    if isinstance(covmean, tuple):  # older SciPy returned (sqrtm, error estimate) with disp=False
+        covmean = covmean[0]
+    covmean = np.asarray(covmean).real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
 
 
@@ -86,7 +88,8 @@ def measure(prior, clf, dev: torch.Tensor, train: torch.Tensor, nearest_png: str
         from dgp_toolkit.priors.biggan.train import save_grid
 
         pairs = torch.stack([torch.stack([picks[k], train[best_i[k]]]) for k in range(8)]).reshape(16, 3, 32, 32)
-        save_grid(pairs, nearest_png, ncol=2)
+        # 8 rows of (sample, nearest training image), 3x enlarged so that they can be seen
+        save_grid(torch.nn.functional.interpolate(pairs, scale_factor=3, mode="nearest"), nearest_png, ncol=2)
     # the same distance between dev images and their nearest training images: what
     # "close" means for two different CIFAR-10 images
     return {"sample_accuracy": round(acc, 4), "frechet_distance": round(fd, 3),
@@ -134,6 +137,7 @@ def main() -> None:
               "dev_to_train_nearest_l2": dev_to_train_l2(dev, train), "rows": rows}
     print(json.dumps(result, indent=2))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
