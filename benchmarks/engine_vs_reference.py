@@ -33,6 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_common import machine  # noqa: E402
 
 SPEC = {"super-resolution": "downsample:factor=4", "colorization": "gray", "inpainting": "mask",
         "deblurring": "blur", "denoising": "noise"}
@@ -111,23 +112,6 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(_psnr(to(a), to(b)))
 
 
-def _machine() -> str:
-    import os
-    import platform
-
-    from dgp_toolkit.precision import cpu_has_fast_bf16
-
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, " + ("native bf16" if cpu_has_fast_bf16() else "no native bf16")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=20)
@@ -169,7 +153,7 @@ def main() -> None:
 
     summary = {
         "command": "python benchmarks/engine_vs_reference.py " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": _machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
         "task": args.task, "n": len(rows), "scale": args.scale, "select_num": preset.select_num,
         "steps": preset.schedule.total_iterations, "threads": torch.get_num_threads(),
         "precision": ours.config["precision"],

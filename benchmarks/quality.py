@@ -71,7 +71,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import sys
 import time
 import warnings
@@ -82,6 +81,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_common import machine  # noqa: E402
 
 TASKS = {"colorization": "gray", "inpainting": "mask", "super-resolution": "downsample:factor=4",
          "deblurring": "blur", "denoising": "noise"}
@@ -489,18 +489,6 @@ def write_sheet(out: Path, rows: list[dict[str, Any]], tasks: list[str], count: 
     return write(sheet, out / "sheet.png", overwrite=True)
 
 
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
-
-
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -585,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in read_rows(rows_path) if r["task"] in tasks and r["dev_index"] in keep]
     summary = summarize(rows, tasks)
     meta = {"command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": _machine(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "workers": args.workers, "wall_s": wall, "settings": wanted,
             "compute_s": sum(v.get("seconds") or 0.0 for r in rows for v in r["scores"].values()),
             "n": args.n, "tasks": tasks,

@@ -28,7 +28,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_common import machine  # noqa: E402
 
 #: preset -> the degradations of its test image
 TASKS = {
@@ -51,21 +51,6 @@ PARTS = ("tasks", "steps", "selection", "folder")
 def _maxrss_mb(who: int = resource.RUSAGE_SELF) -> float:
     scale = 1 / (1024 * 1024) if sys.platform == "darwin" else 1 / 1024
     return resource.getrusage(who).ru_maxrss * scale
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from dgp_toolkit.precision import cpu_has_fast_bf16
-
-    bf16 = "native bf16 (AMX/AVX-512 BF16)" if cpu_has_fast_bf16() else "no native bf16"
-    return f"{model}, {os.cpu_count()} cores, {bf16}"
 
 
 @functools.lru_cache(maxsize=1)
