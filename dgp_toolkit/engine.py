@@ -175,14 +175,12 @@ class DGPRun:
         opt_g = torch.optim.Adam([{"params": g, "lr": 0.0} for g in groups], betas=(0.0, 0.999), eps=1e-8)
         opt_z = torch.optim.Adam([z], lr=schedule.stages[0].z_lr, betas=(0.0, 0.999), eps=1e-8)
         D = prior.D
-        amp = self.precision == "bf16"
+        precision = self.precision
 
         def feature_fn(image: torch.Tensor) -> list[torch.Tensor]:
-            if not amp:
-                return D(image)[1]
-            with autocast(self.device, "bf16"):
+            with autocast(self.device, precision):  # a no-op in float32
                 feats = D(image)[1]
-            return [f.float() for f in feats]
+            return [f.float() for f in feats]  # .float() of a float32 tensor is the tensor itself
 
         from dgp_toolkit.plugins.losses import LossState
 
@@ -222,12 +220,9 @@ class DGPRun:
                     for group in opt_g.param_groups + opt_z.param_groups:
                         group["lr"] = group["base_lr"]
                 emb = G.shared(y) if update_embed else embedding
-                if amp:
-                    with autocast(self.device, "bf16"):
-                        x = G(z, emb)
-                    x = x.float()
-                else:
+                with autocast(self.device, precision):
                     x = G(z, emb)
+                x = x.float()
                 state = LossState(generated=self.degradation(x), target=self.target, z=z,
                                   target_features=self.target_feats, ftr_num=stage.ftr_num,
                                   feature_fn=feature_fn)
