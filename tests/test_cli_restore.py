@@ -92,6 +92,18 @@ def test_restores_each_input_with_all_outputs_and_a_json_list(run, tmp_path):
     assert "a: restored in" in result.stderr and "b: restored in" in result.stderr
 
 
+def test_precision_is_applied_and_recorded_in_run_json(run, tmp_path):
+    save_image(tmp_path / "a.png")
+    result = run("a.png", "--degrade", "gray", "--precision", "bf16")
+    assert result.exit_code == 0, result.stderr
+    run_json = json.loads((tmp_path / "out" / "a_run.json").read_text())
+    assert run_json["precision"] == "bf16" and run_json["engine"]["precision"] == "bf16"
+    assert "--precision bf16" in run_json["command"]
+    bad = run("a.png", "--precision", "fp8", out="other")
+    assert bad.exit_code == 2 and "'fp8' is not one of 'auto', 'float32', 'bf16'" in bad.stderr
+    assert not (tmp_path / "other").exists()
+
+
 def test_simulate_writes_scores_to_stdout_and_the_metrics_file(run, tmp_path):
     save_image(tmp_path / "a.png")
     result = run("a.png", "--degrade", "gray", "--simulate", "--metrics", "m.json", "--quiet")
