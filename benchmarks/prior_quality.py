@@ -76,36 +76,36 @@ def measure(prior, clf, dev: torch.Tensor, train: torch.Tensor, nearest_png: str
     f_dev = torch.cat([clf.features(dev[i:i + 250]) for i in range(0, len(dev), 250)]).numpy()
     fd = frechet_distance(f_fake.astype(np.float64), f_dev.astype(np.float64))
     picks = fake[:: len(fake) // 8][:8]
-    a = ((picks + 1) / 2).reshape(8, -1)
-    best_d, best_i = torch.full((8,), float("inf")), torch.zeros(8, dtype=torch.long)
-    for start in range(0, len(train), 5000):
-        b = ((train[start:start + 5000] + 1) / 2).reshape(-1, a.shape[1])
-        d = torch.cdist(a, b)
-        m, i = d.min(1)
-        better = m < best_d
-        best_d[better], best_i[better] = m[better], i[better] + start
+    best_d, best_i = nearest_training(picks, train)
     if nearest_png:
         from dgp_toolkit.priors.biggan.train import save_grid
 
         pairs = torch.stack([torch.stack([picks[k], train[best_i[k]]]) for k in range(8)]).reshape(16, 3, 32, 32)
         # 8 rows of (sample, nearest training image), 3x enlarged so that they can be seen
         save_grid(torch.nn.functional.interpolate(pairs, scale_factor=3, mode="nearest"), nearest_png, ncol=2)
-    # the same distance between dev images and their nearest training images: what
-    # "close" means for two different CIFAR-10 images
     return {"sample_accuracy": round(acc, 4), "frechet_distance": round(fd, 3),
             "nearest_l2": [round(float(v), 3) for v in best_d], "nearest_train_index": best_i.tolist(),
             "nearest_png": nearest_png}
 
 
 @torch.no_grad()
-def dev_to_train_l2(dev: torch.Tensor, train: torch.Tensor, n: int = 8) -> list[float]:
-    picks = dev[:: len(dev) // n][:n]
-    a = ((picks + 1) / 2).reshape(n, -1)
-    best = torch.full((n,), float("inf"))
+def nearest_training(images: torch.Tensor, train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each image, the L2 distance (pixels in [0, 1]) to its nearest training image and
+    that image's index, searched in chunks of 5,000."""
+    a = ((images + 1) / 2).reshape(len(images), -1)
+    best_d, best_i = torch.full((len(images),), float("inf")), torch.zeros(len(images), dtype=torch.long)
     for start in range(0, len(train), 5000):
         b = ((train[start:start + 5000] + 1) / 2).reshape(-1, a.shape[1])
-        best = torch.minimum(best, torch.cdist(a, b).min(1).values)
-    return [round(float(v), 3) for v in best]
+        m, i = torch.cdist(a, b).min(1)
+        better = m < best_d
+        best_d[better], best_i[better] = m[better], i[better] + start
+    return best_d, best_i
+
+
+def dev_to_train_l2(dev: torch.Tensor, train: torch.Tensor, n: int = 8) -> list[float]:
+    """The same distance for ``n`` dev images (never trained on): what "close" means for two
+    different CIFAR-10 images."""
+    return [round(float(v), 3) for v in nearest_training(dev[:: len(dev) // n][:n], train)[0]]
 
 
 @torch.no_grad()
@@ -130,6 +130,9 @@ def main() -> None:
         step = file_step(prior.source) if getattr(prior, "source", None) else None
         row = {"label": label or spec, "prior": spec, "step": step,
                **measure(prior, clf, dev, train, args.nearest_png if k == 0 else None)}
+        if row["nearest_png"]:  # the JSON names it relative to the repository when it is inside
+            path = Path(row["nearest_png"]).resolve()
+            row["nearest_png"] = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     result = {"command": "python benchmarks/prior_quality.py " + " ".join(sys.argv[1:]),
