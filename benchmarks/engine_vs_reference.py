@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_common import machine  # noqa: E402
 
+REFERENCE_SR = ROOT / "benchmarks" / "presets" / "reference-super-resolution.toml"
 SPEC = {"super-resolution": "downsample:factor=4", "colorization": "gray", "inpainting": "mask",
         "deblurring": "blur", "denoising": "noise"}
 
@@ -116,6 +117,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--task", default="super-resolution", choices=sorted(SPEC))
+    parser.add_argument("--preset", default=None,
+                        help="a preset name or TOML file (default: the reference measurement's super-resolution "
+                             "settings, benchmarks/presets/reference-super-resolution.toml, for the super-resolution "
+                             "task; the package's preset for the other tasks)")
     parser.add_argument("--scale", type=float, default=1.0, help="iterations scale (1.0 = the preset)")
     parser.add_argument("--select-num", type=int, default=None)
     parser.add_argument("--precision", default="float32", choices=["auto", "float32", "bf16"],
@@ -129,7 +134,9 @@ def main() -> None:
 
     prior = dgp_toolkit.load_prior("biggan")
     degradation = dgp_toolkit.parse_degradation(SPEC[args.task])
-    preset = load_preset(args.task, prior)
+    if args.preset is None:
+        args.preset = str(REFERENCE_SR) if args.task == "super-resolution" else args.task
+    preset = load_preset(args.preset, prior)
     if args.scale != 1.0:
         preset = preset.replace(schedule=preset.schedule.scaled(args.scale))
     if args.select_num:
@@ -154,7 +161,7 @@ def main() -> None:
     summary = {
         "command": "python benchmarks/engine_vs_reference.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-        "task": args.task, "n": len(rows), "scale": args.scale, "select_num": preset.select_num,
+        "task": args.task, "preset": preset.source, "n": len(rows), "scale": args.scale, "select_num": preset.select_num,
         "steps": preset.schedule.total_iterations, "threads": torch.get_num_threads(),
         "precision": ours.config["precision"],
         "ours": {"select_s": mean("ours", "select_s"), "optimize_s": mean("ours", "optimize_s")},
