@@ -18,6 +18,7 @@ spectrally normalised weights; the hot loop never waits for the host except ever
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -60,7 +61,8 @@ class EngineResult:
 
     @property
     def generator_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.generator.state_dict().items()}
+        return {k: v.detach().clone(memory_format=torch.contiguous_format)
+                for k, v in self.generator.state_dict().items()}
 
 
 def d_feature_distance(feats: list[torch.Tensor], target: list[torch.Tensor], n: int) -> torch.Tensor:
@@ -110,7 +112,8 @@ class DGPRun:
 
     def __init__(self, prior: Any, degradation: Any, target: torch.Tensor, *, preset: Any,
                  seed: int = 0, class_index: int | None = None, iterations_scale: float = 1.0,
-                 check_every: int = 50, snapshot_stages: bool = True, precision: str = "float32"):
+                 check_every: int = 50, snapshot_stages: bool = True, precision: str = "float32",
+                 channels_last: bool | None = None):
         if target.ndim != 4 or target.shape[0] != 1 or target.shape[1] != 3:
             raise DGPUsageError(f"the observation must be a (1, 3, H, W) tensor, got {tuple(target.shape)}")
         if class_index is not None and not 0 <= int(class_index) < prior.n_classes:
@@ -129,6 +132,15 @@ class DGPRun:
         self.check_every = int(check_every)
         self.snapshot_stages = snapshot_stages
         self.precision = resolve_precision(precision, self.device)
+        # bf16 on a CPU: channels-last activations let oneDNN keep its bf16 kernels' layout
+        # instead of reordering around every convolution. The run's generator is its own
+        # copy; D gets a channels-last copy for the run (the prior is never changed).
+        if channels_last is None:
+            channels_last = self.precision == "bf16" and self.device.type == "cpu"
+        self.channels_last = bool(channels_last)
+        self.D = prior.D
+        if self.channels_last:
+            self.D = copy.deepcopy(prior.D).to(memory_format=torch.channels_last)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.timings: dict[str, float] = {}
         self._losses = self._build_losses()
@@ -166,6 +178,8 @@ class DGPRun:
         t0 = time.perf_counter()
         prior, schedule = self.prior, self.schedule
         G = prior.fresh_generator()
+        if self.channels_last:
+            G = G.to(memory_format=torch.channels_last)
         update_embed = bool(self.preset.update_embed)
         groups = prior.stages(G, include_embedding=update_embed)
         for p in G.parameters():
@@ -174,7 +188,7 @@ class DGPRun:
         z = z0.detach().clone().requires_grad_(True)
         opt_g = torch.optim.Adam([{"params": g, "lr": 0.0} for g in groups], betas=(0.0, 0.999), eps=1e-8)
         opt_z = torch.optim.Adam([z], lr=schedule.stages[0].z_lr, betas=(0.0, 0.999), eps=1e-8)
-        D = prior.D
+        D = self.D
         precision = self.precision
 
         def feature_fn(image: torch.Tensor) -> list[torch.Tensor]:
@@ -292,7 +306,7 @@ class DGPRun:
         preset["schedule"] = self.schedule.to_dict()
         return {"preset": preset, "seed": self.seed, "class_index": self.class_index,
                 "check_every": self.check_every, "prior": getattr(self.prior, "name", None),
-                "device": str(self.device), "precision": self.precision}
+                "device": str(self.device), "precision": self.precision, "channels_last": self.channels_last}
 
     def run(self, progress: Callable[[ProgressEvent], None] | None = None) -> EngineResult:
         z0, class_index, _ = self.select()
@@ -302,7 +316,8 @@ class DGPRun:
 def run_dgp(prior: Any, degradation: Any, target: torch.Tensor, *, preset: Any, seed: int = 0,
             class_index: int | None = None, iterations_scale: float = 1.0,
             progress: Callable[[ProgressEvent], None] | None = None, check_every: int = 50,
-            snapshot_stages: bool = True, precision: str = "float32") -> EngineResult:
+            snapshot_stages: bool = True, precision: str = "float32",
+            channels_last: bool | None = None) -> EngineResult:
     """Restore one observation ``target`` ((1, 3, R, R) in [-1, 1]) with ``prior``.
 
     ``degradation`` is phi (a Degradation or Compose; ``forward`` is applied to generated
@@ -310,9 +325,10 @@ def run_dgp(prior: Any, degradation: Any, target: torch.Tensor, *, preset: Any, 
     output (before the task's ``finish``), the latent, the class, the per-step losses and
     the fine-tuned generator. ``precision`` (``float32``, ``bf16`` or ``auto``) runs the
     generator and discriminator under bf16 autocast (:mod:`dgp_toolkit.precision`); the
-    latent, the weights, the optimizer and the losses stay float32.
+    latent, the weights, the optimizer and the losses stay float32. ``channels_last``
+    (default: on for bf16 on a CPU) runs the generator copy and D in channels-last layout.
     """
     run = DGPRun(prior, degradation, target, preset=preset, seed=seed, class_index=class_index,
                  iterations_scale=iterations_scale, check_every=check_every,
-                 snapshot_stages=snapshot_stages, precision=precision)
+                 snapshot_stages=snapshot_stages, precision=precision, channels_last=channels_last)
     return run.run(progress)

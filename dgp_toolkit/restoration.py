@@ -369,7 +369,8 @@ def _generator_state(res: Any) -> dict[str, Any]:
     # (a 128-px ImageNet generator is 280 MB).
     generator = getattr(res, "generator", None)
     if generator is not None:
-        return {k: v.detach() for k, v in generator.state_dict().items()}
+        # contiguous(): a no-op, except for a channels-last bf16 run (safetensors needs it)
+        return {k: v.detach().contiguous() for k, v in generator.state_dict().items()}
     return dict(res.generator_state)
 
 

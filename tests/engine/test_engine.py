@@ -209,6 +209,27 @@ def test_bf16_precision_tracks_float32_and_keeps_float32_state(prior):
     assert (bf.image - ref.image).abs().mean() < 0.02
 
 
+def test_channels_last_changes_layout_only(prior):
+    deg, target = observation(prior)
+    preset = dataclasses.replace(tiny_preset(iterations=[3, 3, 3], g_lr=[1e-4] * 3, z_lr=[1e-3] * 3), select_num=1)
+    before = {k: v.clone() for k, v in prior.D.state_dict().items()}
+    plain = run_dgp(prior, deg, target, preset=preset, seed=0, precision="float32", channels_last=False)
+    last = run_dgp(prior, deg, target, preset=preset, seed=0, precision="float32", channels_last=True)
+    assert plain.config["channels_last"] is False and last.config["channels_last"] is True
+    # the same arithmetic up to summation order
+    for a, b in zip(plain.history, last.history):
+        assert abs(a["loss"] - b["loss"]) < 1e-4 * max(1.0, abs(a["loss"])), (a, b)
+    torch.testing.assert_close(last.image.contiguous(), plain.image, rtol=1e-4, atol=1e-4)
+    # the result's state can be saved as is (safetensors wants contiguous tensors) ...
+    assert all(v.is_contiguous() for v in last.generator_state.values())
+    # ... and the prior's own D is untouched, layout included
+    for k, v in prior.D.state_dict().items():
+        assert v.is_contiguous() and torch.equal(v, before[k]), k
+    # the default: channels-last exactly for bf16 on a CPU
+    assert DGPRun(prior, deg, target, preset=preset, precision="bf16").channels_last is True
+    assert DGPRun(prior, deg, target, preset=preset, precision="float32").channels_last is False
+
+
 def test_bf16_selection_scores_track_float32(prior):
     deg, target = observation(prior)
     feats = [f.detach() for f in prior.D(target)[1]]
