@@ -50,7 +50,8 @@ def engine_speed_table(path: Path) -> str:
     lines = [f"Command: `{s.get('command', 'python benchmarks/engine_vs_reference.py')}`"
              + (f"; {s['date']} on {s['machine']}" if "date" in s else ""), "",
              f"{s['task']}, {s['n']} dev images, {s['select_num']} candidates, {s['steps']} steps, "
-             f"{s['threads']} torch thread(s), our precision {s.get('precision', 'float32')}.", "",
+             f"{s['threads']} torch thread(s), our precision {s.get('precision', 'float32')}"
+             + (", channels-last" if s.get("channels_last") else "") + ".", "",
              "| | selection s | optimization s | total s | mean PSNR dB |", "|---|---|---|---|---|",
              f"| reference-style loop | {r['select_s']:.1f} | {r['optimize_s']:.1f} | "
              f"{r['select_s'] + r['optimize_s']:.1f} | {s['psnr']['reference_style']:.2f} |",
