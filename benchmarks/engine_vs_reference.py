@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--select-num", type=int, default=None)
     parser.add_argument("--precision", default="float32", choices=["auto", "float32", "bf16"],
                         help="our engine's precision (the reference-style loop is float32, as the reference)")
+    parser.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
+                        help="our engine's layout (auto: channels-last for bf16 on a CPU)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -146,7 +148,7 @@ def main() -> None:
         clean = clean[None]
         target = degradation.degrade(clean, generator=torch.Generator().manual_seed(k))
         ours = run_dgp(prior, degradation, target, preset=preset, seed=k, snapshot_stages=False,
-                       precision=args.precision)
+                       precision=args.precision, channels_last={"auto": None, "on": True, "off": False}[args.channels_last])
         ref_image, ref_t = reference_style_run(prior, degradation, target, preset, seed=k)
         rows.append({"image": k, "ours": ours.timings, "reference_style": ref_t,
                      "psnr_ours": psnr(degradation.finish(ours.image, target), clean),
@@ -163,7 +165,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
         "task": args.task, "preset": preset.source, "n": len(rows), "scale": args.scale, "select_num": preset.select_num,
         "steps": preset.schedule.total_iterations, "threads": torch.get_num_threads(),
-        "precision": ours.config["precision"],
+        "precision": ours.config["precision"], "channels_last": ours.config["channels_last"],
         "ours": {"select_s": mean("ours", "select_s"), "optimize_s": mean("ours", "optimize_s")},
         "reference_style": {"select_s": mean("reference_style", "select_s"),
                             "optimize_s": mean("reference_style", "optimize_s")},
