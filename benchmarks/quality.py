@@ -181,6 +181,17 @@ def classical(task: str, degradation: Any, clean: Any, target: Any) -> np.ndarra
     raise ValueError(f"unknown task {task!r}")
 
 
+def classical_tensor(task: str, setup: Any, clean: Any, target: Any) -> Any:
+    """:func:`classical` as a ``(1, 3, H, W)`` tensor in [-1, 1], finished like a restoration
+    (``degradation.finish``: e.g. the known pixels of an inpainting kept)."""
+    import torch
+
+    out = classical(task, setup.degradation, clean, target)
+    restored = torch.from_numpy(np.ascontiguousarray(out) * 2 - 1).permute(2, 0, 1)[None].float().to(target.device)
+    with torch.no_grad():
+        return setup.degradation.finish(restored.clamp(-1, 1), target).clamp(-1, 1)
+
+
 # --------------------------------------------------------------------------- one image
 class Context:
     """The priors and per-(task, method) set-ups of one process, built on first use."""
@@ -254,10 +265,7 @@ def evaluate_image(ctx: Context, task: str, clean: Any, *, dev_index: int, label
     images["observation"] = target
     protocol = _task_of(setup.steps)
     start = time.perf_counter()
-    out = classical(task, setup.degradation, clean, target)
-    restored = torch.from_numpy(np.ascontiguousarray(out) * 2 - 1).permute(2, 0, 1)[None].float().to(target.device)
-    with torch.no_grad():
-        restored = setup.degradation.finish(restored.clamp(-1, 1), target).clamp(-1, 1)
+    restored = classical_tensor(task, setup, clean, target)
     seconds = time.perf_counter() - start
     images["classical"] = restored
     # restore_input's own scoring, so that the table and `restore --simulate` agree.

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import TASKS, Context, Settings, classical  # noqa: E402
+from quality import TASKS, Context, Settings, classical_tensor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "dgp_toolkit" / "plugins" / "presets" / "biggan-32"
@@ -95,11 +95,7 @@ def _job(job):
     with torch.no_grad():
         target = setup.degradation.degrade(clean, generator=torch.Generator().manual_seed(seed))
     protocol = _task_of(setup.steps)
-    out = classical(job["task"], setup.degradation, clean, target)
-    restored = torch.from_numpy(np.ascontiguousarray(out) * 2 - 1).permute(2, 0, 1)[None].float()
-    with torch.no_grad():
-        restored = setup.degradation.finish(restored.clamp(-1, 1), target).clamp(-1, 1)
-    base = _score(setup, protocol, restored, target, clean)
+    base = _score(setup, protocol, classical_tensor(job["task"], setup, clean, target), target, clean)
     t0 = time.perf_counter()
     result = restore_input(setup, load_input(clean[0]), simulate=True, seed=seed, snapshot_stages=True,
                            precision=job["precision"])

@@ -134,21 +134,20 @@ class DGPRun:
         self.precision = resolve_precision(precision, self.device)
         # bf16 on a CPU: channels-last activations let oneDNN keep its bf16 kernels' layout
         # instead of reordering around every convolution. The run's generator is its own
-        # copy; D gets a channels-last copy for the run (the prior is never changed).
+        # copy; D gets a channels-last copy when the optimization uses it (the prior is
+        # never changed).
         if channels_last is None:
             channels_last = self.precision == "bf16" and self.device.type == "cpu"
         self.channels_last = bool(channels_last)
-        self.D = prior.D
-        if self.channels_last:
-            self.D = copy.deepcopy(prior.D).to(memory_format=torch.channels_last)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.timings: dict[str, float] = {}
         self._losses = self._build_losses()
         # The target's D features, once per run; skipped when nothing reads them (pixel-only
         # losses and a single latent candidate, e.g. the deep-image-prior baseline).
+        self.optimizes_with_d = any(w and name not in PIXEL_LOSSES for s in self.schedule.stages
+                                    for name, w in s.weights.items())
         self.target_feats: list[torch.Tensor] = []
-        if preset.select_num > 1 or any(w and name not in PIXEL_LOSSES for s in self.schedule.stages
-                                        for name, w in s.weights.items()):
+        if preset.select_num > 1 or self.optimizes_with_d:
             with torch.no_grad():
                 self.target_feats = [f.detach() for f in prior.D(self.target)[1]]
 
@@ -192,7 +191,9 @@ class DGPRun:
         opt_g = torch.optim.Adam([{"params": g, "lr": 0.0} for g in groups], betas=(0.0, 0.999), eps=1e-8,
                                  **fused)
         opt_z = torch.optim.Adam([z], lr=schedule.stages[0].z_lr, betas=(0.0, 0.999), eps=1e-8)
-        D = self.D
+        D = prior.D
+        if self.channels_last and self.optimizes_with_d:
+            D = copy.deepcopy(D).to(memory_format=torch.channels_last)
         precision = self.precision
 
         def feature_fn(image: torch.Tensor) -> list[torch.Tensor]:
