@@ -45,28 +45,13 @@ def merge(base: dict, change: dict) -> dict:
     return out
 
 
-def _toml_value(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return repr(v)
+def variant_toml(base: dict, change: dict, name: str = "variant") -> str:
+    """The text of a preset file: ``base`` (a preset TOML's data) with ``change`` merged in,
+    validated as a preset and written by :func:`dgp_toolkit.priors.dip.preset_toml`."""
+    from dgp_toolkit.presets import _parse
+    from dgp_toolkit.priors.dip import preset_toml
 
-
-def to_toml(data: dict, prefix: str = "") -> str:
-    lines, tables = [], []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    text = "\n".join(lines) + ("\n" if lines else "")
-    for key, value in tables:
-        name = f"{prefix}.{key}" if prefix else key
-        text += f"\n[{name}]\n" + to_toml(value, name)
-    return text
+    return preset_toml(_parse(merge(base, change), name, "biggan-32", f"variant {name}"))
 
 
 _CTX = None
@@ -88,7 +73,7 @@ def _job(job):
     from dgp_toolkit.restoration import _score, _task_of, load_input, prepare_restore, restore_input
 
     ctx = _CTX
-    preset = load_preset(job["preset_file"], ctx.prior)
+    preset = load_preset(ROOT / job["preset_file"], ctx.prior)
     setup = prepare_restore([TASKS[job["task"]]], ctx.prior, preset=preset)
     clean = torch.from_numpy(job["clean"]).float()[None]
     seed = job["seed"]
@@ -104,7 +89,8 @@ def _job(job):
         with torch.no_grad():
             fin = setup.degradation.finish(snap.float(), target).clamp(-1, 1)
         stages.append(_score(setup, protocol, fin, target, clean)["result"]["psnr"])
-    return {"task": job["task"], "variant": job["variant"], "position": job["position"],
+    return {"task": job["task"], "variant": job["variant"], "overrides": job["overrides"],
+            "preset_file": job["preset_file"], "position": job["position"],
             "observation": base["observation"]["psnr"], "classical": base["result"]["psnr"],
             "result": result.metrics["result"]["psnr"], "stages": stages, "class": result.class_index,
             "seconds": time.perf_counter() - t0}
@@ -130,11 +116,11 @@ def main(argv=None) -> int:
     jobs = []
     for spec in args.variant:
         name, _, text = spec.partition("=")
-        data = merge(base, json.loads(text or "{}"))
         path = tmp / f"{args.task}-{name}.toml"
-        path.write_text(to_toml(data))
+        path.write_text(variant_toml(base, json.loads(text or "{}"), name))
         for pos in positions:
-            jobs.append({"task": args.task, "variant": name, "preset_file": str(path), "position": pos,
+            jobs.append({"task": args.task, "variant": name, "overrides": text or "{}",
+                         "preset_file": str(path.relative_to(ROOT)), "position": pos,
                          "clean": images[pos].numpy(), "seed": pos, "precision": args.precision})
     import multiprocessing
 

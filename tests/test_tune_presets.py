@@ -30,10 +30,10 @@ def test_variant_round_trips_through_toml(tune, task, tmp_path):
     n = len(base["schedule"]["iterations"])
     change = {"options": {"update_embed": True},
               "schedule": {"name": "latent-only", "ft_num": [1] * n, "weights": {"discriminator": [0.5] * n}}}
-    merged = tune.merge(base, change)
+    text = tune.variant_toml(base, change)
     assert base["schedule"]["name"] == "blockwise"  # the base is not modified
     path = tmp_path / "variant.toml"
-    path.write_text(tune.to_toml(merged))
+    path.write_text(text)
     preset = load_preset(path)
     assert preset.update_embed is True
     assert preset.select_num == base["select"]["select_num"]
