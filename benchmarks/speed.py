@@ -17,9 +17,11 @@ Parts (each in fresh subprocesses, so that peak memory and start-up are those of
                process with every core, and two worker processes of one thread each with 4
                images each; images per hour
 
-Writes ``speed.json`` (every figure, the machine, the date, the command) and ``speed.md``
-(the tables) in ``--out``; ``benchmarks/readme_tables.py`` copies the tables into the
-README. ``--iterations-scale`` below 1 gives a quick look (the tables say so).
+Writes ``speed.json`` (every figure, with the machine, date and command of the run that made
+it) and ``speed.md`` (the tables) in ``--out``; ``benchmarks/readme_tables.py`` copies the
+tables into the README. A run of some parts replaces those parts in ``speed.json`` and keeps
+the others, so the parts can be measured in separate runs (each table names its command).
+``--iterations-scale`` below 1 gives a quick look (the tables say so).
 """
 
 from __future__ import annotations
@@ -205,34 +207,66 @@ def part_folder(scale: float, precision: str, count: int = 8) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- tables
+def _provenance(run: dict) -> list[str]:
+    st = run["settings"]
+    return [f"Command: `{run['command']}`  ", f"Ran {run['date']} on {run['machine']}; torch {run['torch']}; "
+            f"engine precision {st['precision']}; iterations scale {st['iterations_scale']} of each preset.", ""]
+
+
+def _load(path: Path) -> dict:
+    """``speed.json`` as ``{"parts": {part: {command, date, machine, torch, settings, rows}}}``
+    (a file of the older one-run layout is read as one run of its parts)."""
+    if not path.exists():
+        return {"parts": {}}
+    data = json.loads(path.read_text())
+    if "parts" in data:
+        return data
+    run = {k: data[k] for k in ("command", "date", "machine", "torch", "settings") if k in data}
+    return {"parts": {p: {**run, "rows": data[p]} for p in PARTS if p in data}}
+
+
 def markdown(data: dict) -> str:
-    s = data["settings"]
-    lines = [f"Command: `{data['command']}`  ", f"Ran {data['date']} on {data['machine']}; torch {data['torch']}; "
-             f"engine precision {s['precision']}; iterations scale {s['iterations_scale']} of each preset.", ""]
-    if "tasks" in data:
+    parts = data["parts"]
+    lines: list[str] = []
+    last = None
+
+    def header(part: str) -> None:
+        nonlocal last
+        run = {k: v for k, v in parts[part].items() if k in ("command", "date", "machine", "torch", "settings")}
+        if run != last:
+            lines.extend(_provenance(run))
+            last = run
+
+    if "tasks" in parts:
+        header("tasks")
         lines += ["| preset | steps | candidates | start-up s | selection s | optimization s | total s | peak RSS MB |",
                   "|---|---|---|---|---|---|---|---|"]
-        for r in data["tasks"]:
+        for r in parts["tasks"]["rows"]:
             lines.append(f"| {r['task']} | {r['steps']} | {r['select_num']} | {r['startup_s']:.1f} | {r['select_s']:.1f} "
                          f"| {r['optimize_s']:.1f} | {r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} |")
         lines.append("")
-    if "selection" in data:
+    if "selection" in parts:
+        header("selection")
         lines += ["| latent selection | precision | batched s | one at a time s | ratio | same pick |", "|---|---|---|---|---|---|"]
-        for r in data["selection"]:
+        for r in parts["selection"]["rows"]:
             lines.append(f"| {r['candidates']} candidates | {r['precision']} | {r['batched_s']:.2f} | "
                          f"{r['one_at_a_time_s']:.2f} | {r['one_at_a_time_s'] / r['batched_s']:.2f}x | {r['same_pick']} |")
         lines.append("")
-    if "folder" in data:
+    if "folder" in parts:
+        header("folder")
         lines += ["| folder of 8 images (SR x4) | wall s | images / hour |", "|---|---|---|"]
-        for r in data["folder"]:
+        for r in parts["folder"]["rows"]:
             lines.append(f"| {r['workers']} process(es), {r['threads_each']} thread(s) each | {r['wall_s']:.0f} | "
                          f"{r['images_per_hour']:.0f} |")
         lines.append("")
-    if "steps" in data:
-        lines += ["| device | px | G_ch | precision | s / step (median) | peak memory MB |", "|---|---|---|---|---|---|"]
+    if "steps" in parts:
+        header("steps")
+        lines += ["One optimization step of G+D, batch 1, random weights with the official widths "
+                  "(`step_cost.py`), all cores:", "",
+                  "| device | px | G_ch | precision | s / step (median) | peak memory MB |", "|---|---|---|---|---|---|"]
         from step_cost import CONFIGS
 
-        for device, rows in data["steps"].items():
+        for device, rows in parts["steps"]["rows"].items():
             if isinstance(rows, str):
                 lines.append(f"| {device} | - | - | - | {rows} | - |")
                 continue
@@ -281,21 +315,23 @@ def main(argv: list[str] | None = None) -> int:
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    data: dict = {"command": "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-                  "torch": torch.__version__, "loadavg_before": os.getloadavg(),
-                  "settings": {"iterations_scale": args.iterations_scale, "precision": args.precision,
-                               "candidates": args.candidates}}
-    if "tasks" in parts:
-        data["tasks"] = part_tasks(args.iterations_scale, args.precision)
-    if "selection" in parts:
-        data["selection"] = part_selection(args.candidates)
-    if "folder" in parts:
-        data["folder"] = part_folder(args.iterations_scale, args.precision)
-    if "steps" in parts:
-        data["steps"] = part_steps(out, args.reps)
-    data["loadavg_after"] = os.getloadavg()
-    (out / "speed.json").write_text(json.dumps(data, indent=2) + "\n")
+    run = {"command": "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+           "torch": torch.__version__,
+           "settings": {"iterations_scale": args.iterations_scale, "precision": args.precision,
+                        "candidates": args.candidates}}
+    measure = {"tasks": lambda: part_tasks(args.iterations_scale, args.precision),
+               "selection": lambda: part_selection(args.candidates),
+               "folder": lambda: part_folder(args.iterations_scale, args.precision),
+               "steps": lambda: part_steps(out, args.reps)}
+    data = _load(out / "speed.json")
+    for part in PARTS:
+        if part in parts:
+            before = os.getloadavg()
+            rows = measure[part]()
+            data["parts"][part] = {**run, "loadavg_before": before, "loadavg_after": os.getloadavg(), "rows": rows}
+            # written after every part: an interrupted run keeps what it measured
+            (out / "speed.json").write_text(json.dumps(data, indent=2) + "\n")
     table = markdown(data)
     (out / "speed.md").write_text(table)
     print(table)

@@ -4,6 +4,11 @@
         --variant base='{}' \\
         --variant d0.1='{"schedule": {"weights": {"discriminator": [0.1, 0.1, 0.1, 0.1]}}}'
 
+With ``--prior dip`` the base is the deep-image-prior preset of ``quality.py``
+(:func:`dgp_toolkit.priors.dip.dip_preset`) run on the random generator, e.g. to choose
+DIP's number of steps (split into stages of equal settings, each stage end is a
+checkpoint of one run).
+
 Each variant is a JSON object deep-merged into the task's built-in preset (a list
 replaces a list). The images are the *last* ``--n`` of the class-balanced dev order
 that ``quality.py`` uses from the front, so tuning never sees the images the quality
@@ -45,13 +50,13 @@ def merge(base: dict, change: dict) -> dict:
     return out
 
 
-def variant_toml(base: dict, change: dict, name: str = "variant") -> str:
+def variant_toml(base: dict, change: dict, name: str = "variant", family: str = "biggan-32") -> str:
     """The text of a preset file: ``base`` (a preset TOML's data) with ``change`` merged in,
     validated as a preset and written by :func:`dgp_toolkit.priors.dip.preset_toml`."""
     from dgp_toolkit.presets import _parse
     from dgp_toolkit.priors.dip import preset_toml
 
-    return preset_toml(_parse(merge(base, change), name, "biggan-32", f"variant {name}"))
+    return preset_toml(_parse(merge(base, change), name, family, f"variant {name}"))
 
 
 _CTX = None
@@ -73,8 +78,9 @@ def _job(job):
     from dgp_toolkit.restoration import _score, _task_of, load_input, prepare_restore, restore_input
 
     ctx = _CTX
-    preset = load_preset(ROOT / job["preset_file"], ctx.prior)
-    setup = prepare_restore([TASKS[job["task"]]], ctx.prior, preset=preset)
+    prior = ctx.dip if job["prior"] == "dip" else ctx.prior
+    preset = load_preset(ROOT / job["preset_file"], prior)
+    setup = prepare_restore([TASKS[job["task"]]], prior, preset=preset)
     clean = torch.from_numpy(job["clean"]).float()[None]
     seed = job["seed"]
     with torch.no_grad():
@@ -89,7 +95,7 @@ def _job(job):
         with torch.no_grad():
             fin = setup.degradation.finish(snap.float(), target).clamp(-1, 1)
         stages.append(_score(setup, protocol, fin, target, clean)["result"]["psnr"])
-    return {"task": job["task"], "variant": job["variant"], "overrides": job["overrides"],
+    return {"task": job["task"], "prior": job["prior"], "variant": job["variant"], "overrides": job["overrides"],
             "preset_file": job["preset_file"], "position": job["position"],
             "observation": base["observation"]["psnr"], "classical": base["result"]["psnr"],
             "result": result.metrics["result"]["psnr"], "stages": stages, "class": result.class_index,
@@ -103,6 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--precision", default="bf16")
+    ap.add_argument("--prior", default="biggan", choices=["biggan", "dip"],
+                    help="biggan: the task's built-in 32-px preset is the base; dip: quality.py's DIP preset")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tuning.jsonl"))
     args = ap.parse_args(argv)
 
@@ -110,18 +118,24 @@ def main(argv=None) -> int:
 
     images, dev_idx, _ = dev_subset(1000)
     positions = list(range(1000 - args.n, 1000))
-    base = tomllib.loads((PRESETS / f"{args.task}.toml").read_text())
+    if args.prior == "dip":
+        from dgp_toolkit.priors.dip import dip_preset_toml
+
+        base, family, stem = tomllib.loads(dip_preset_toml(args.task)), "dip", f"dip-{args.task}"
+    else:
+        base, family, stem = tomllib.loads((PRESETS / f"{args.task}.toml").read_text()), "biggan-32", args.task
     tmp = ROOT / "benchmarks" / "results" / "tuning-presets"
     tmp.mkdir(parents=True, exist_ok=True)
     jobs = []
     for spec in args.variant:
         name, _, text = spec.partition("=")
-        path = tmp / f"{args.task}-{name}.toml"
-        path.write_text(variant_toml(base, json.loads(text or "{}"), name))
+        path = tmp / f"{stem}-{name}.toml"
+        path.write_text(variant_toml(base, json.loads(text or "{}"), name, family))
         for pos in positions:
             jobs.append({"task": args.task, "variant": name, "overrides": text or "{}",
                          "preset_file": str(path.relative_to(ROOT)), "position": pos,
-                         "clean": images[pos].numpy(), "seed": pos, "precision": args.precision})
+                         "clean": images[pos].numpy(), "seed": pos, "precision": args.precision,
+                         "prior": args.prior})
     import multiprocessing
 
     rows = []

@@ -41,3 +41,19 @@ def test_variant_round_trips_through_toml(tune, task, tmp_path):
     assert [s.weights["discriminator"] for s in preset.schedule.stages] == [0.5] * n
     assert [s.weights["mse"] for s in preset.schedule.stages] == base["schedule"]["weights"]["mse"]
     assert [s.iterations for s in preset.schedule.stages] == base["schedule"]["iterations"]
+
+
+def test_dip_variant_splits_the_run_into_checkpoint_stages(tune, tmp_path):
+    """``--prior dip``: the base is quality.py's DIP preset; equal stages are checkpoints of one run."""
+    from dgp_toolkit.priors.dip import dip_preset_toml
+
+    base = tomllib.loads(dip_preset_toml("deblurring"))
+    change = {"schedule": {"iterations": [250, 750], "ft_num": [1, 1], "lr_ratio": [1.0, 1.0], "g_lr": [1e-3, 1e-3],
+                           "z_lr": [0.0, 0.0], "ftr_num": [1, 1], "use_in": [False, False], "weights": {"mse": [1.0, 1.0]}}}
+    path = tmp_path / "dip.toml"
+    path.write_text(tune.variant_toml(base, change, "ckpt", "dip"))
+    preset = load_preset(path, family="dip")
+    assert preset.family == "dip" and preset.select_num == 1
+    assert preset.schedule.name == "full"
+    assert [s.iterations for s in preset.schedule.stages] == [250, 750]
+    assert all(s.z_lr == 0.0 and s.weights == {"mse": 1.0} for s in preset.schedule.stages)
