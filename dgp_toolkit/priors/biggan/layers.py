@@ -48,8 +48,11 @@ class SpectralNorm:
         with torch.no_grad():
             u = self.u0.to(w_mat.dtype)
             v = _normalize(u @ w_mat, self.sn_eps)
-            u = _normalize(v @ w_mat.t(), self.sn_eps)
-        sigma = ((v @ w_mat.t()) @ u.t()).squeeze()
+        # v W^T serves both the new u (detached) and sigma = (v W^T) u^T, which carries the
+        # gradient to W: one product instead of two, the same values.
+        vw = v @ w_mat.t()
+        u = _normalize(vw.detach(), self.sn_eps)
+        sigma = (vw @ u.t()).squeeze()
         if update:
             with torch.no_grad():
                 self.u0.copy_(u)
