@@ -13,7 +13,8 @@ subset: the first image of each class, then the second, ...; the same subset as
 ``gan-inversion``   the task's preset with the ``latent-only`` schedule (G frozen), same prior
 ``dip``             deep image prior: the prior's generator architecture, random weights,
                     fitted with MSE (``dgp_toolkit.priors.dip``; ``full`` schedule, one stage
-                    of ``--dip-iterations`` steps at ``--dip-lr``, latent fixed)
+                    at ``--dip-lr``, latent fixed) for a number of steps per task
+                    (:data:`DIP_ITERATIONS`; ``--dip-iterations N`` gives every task N)
 ``dgp``             the task's preset (``blockwise``) on the prior
 ==================  =====================================================================
 
@@ -55,13 +56,14 @@ the zero-filled observation.
 Time (measured on this project's 2-core AMD EPYC, one thread per process, while a GAN
 training job held one core; :data:`TIMING`): 0.184 s per DGP step, 0.135 per GAN-inversion
 step, 0.148 per DIP step, 0.054 per latent candidate. One image through all five tasks is
-5,200 preset steps for DGP and for GAN inversion and 10,000 DIP steps, times the scale, plus
-10 x ``--select-num`` candidates: about ``3140 * scale + 0.54 * select_num + 10`` seconds of
-one process. The defaults (10 images, scale 0.1, 100 candidates) are about 380 s per image,
-63 min of one process: **about 32 minutes with the two workers on a 2-core machine that has
-both cores free**, about an hour while another job holds one core (then two workers are
-no faster than one: measured, 143 s vs 140 s for ``--n 2 --iterations-scale 0.02``). The
-full presets (scale 1, 500 candidates) are about 57 min of one process per image.
+5,200 preset steps for DGP and for GAN inversion and 4,100 DIP steps (:data:`DIP_ITERATIONS`),
+times the scale, plus 10 x ``--select-num`` candidates: about ``2270 * scale + 0.54 *
+select_num + 10`` seconds of one process at those (pessimistic, loaded-machine) step costs.
+The defaults (10 images, scale 0.1, 100 candidates) are about 290 s per image, 48 min of one
+process: about 25 minutes with the two workers on a 2-core machine that has both cores
+free. The bf16 engine is faster: the full presets (scale 1, no extra candidates, bf16) took
+about 2 min of one process per image and task for GAN inversion and DGP together in the
+20-image acceptance run.
 """
 
 from __future__ import annotations
@@ -100,6 +102,17 @@ TV_WEIGHT = 0.06
 #: candidate, measured on this project's 2-core CPU, one thread, one process, while a GAN
 #: training job held the other core (``--n 2 --iterations-scale 0.02 --select-num 8``).
 TIMING = {"dgp_step_s": 0.184, "latent_only_step_s": 0.135, "dip_step_s": 0.148, "candidate_s": 0.054}
+#: DIP's number of steps per task: its regulariser (run long enough, DIP reproduces the
+#: degradation). Chosen like the 32-px presets, on the last 6 images of the class-balanced
+#: dev order (never the scored first 100), as the best of the checkpoints 250, 500, 1000 and
+#: 2000 steps of one run at lr 1e-3 (denoising also 50, 100, 150), bf16; mean PSNR dB:
+#: deblurring 20.83 / 21.57 / 21.64 / 21.43; inpainting 14.86 / 14.93 / 14.05 / 14.39;
+#: super-resolution 19.68 / 19.70 / 19.68 / 19.55; denoising 21.34 / 21.94 / 20.91 (50-150),
+#: 20.62 / 20.32 / 20.52 / 17.83; colorization 10.65 / 10.65 / 10.66 / 11.51 (a random
+#: network fitted to the grey leaves the colour as it starts: DIP has no colour to give).
+#: Commands and rows: ``benchmarks/results/tuning.jsonl`` (``tune_presets.py --prior dip``).
+DIP_ITERATIONS = {"colorization": 2000, "inpainting": 500, "super-resolution": 500, "deblurring": 1000,
+                  "denoising": 100}
 SCHEMA = 1
 
 
@@ -112,7 +125,7 @@ class Settings:
     iterations_scale: float = 0.1
     select_num: int | None = 100  # None: the preset's
     seed: int = 0
-    dip_iterations: int = 2000
+    dip_iterations: int | None = None  # None: DIP_ITERATIONS per task
     dip_lr: float = 1e-3
     check_every: int = 50
     methods: str = "gan-inversion,dip,dgp"  # the generative methods to run (comma-separated)
@@ -224,7 +237,7 @@ class Context:
 
         s = self.settings
         if method == "dip":
-            return dip_preset(task, iterations=s.dip_iterations, g_lr=s.dip_lr)
+            return dip_preset(task, iterations=s.dip_iterations or DIP_ITERATIONS[task], g_lr=s.dip_lr)
         preset = load_preset(task, self.prior)
         if s.select_num is not None:
             preset = preset.replace(select_num=int(s.select_num))
@@ -436,6 +449,12 @@ def _fmt(mean: float, ci: float | None, digits: int) -> str:
     return f"{mean:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
 
 
+def _dip_steps(s: dict[str, Any]) -> str:
+    if s.get("dip_iterations"):
+        return f"{s['dip_iterations']} steps"
+    return "steps per task " + ", ".join(f"{t} {n}" for t, n in DIP_ITERATIONS.items())
+
+
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     s = meta["settings"]
     lines = [
@@ -445,7 +464,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"{meta['wall_s'] / 60:.1f} min wall for the images computed in this run; "
         f"{meta['compute_s'] / 60:.1f} min of compute in all rows (sum of the methods' seconds).  ",
         f"Prior `{s['prior']}`; iterations scale {s['iterations_scale']} of each preset; latent candidates "
-        f"{s['select_num'] or 'as the preset'}; DIP {s['dip_iterations']} steps (scaled too) at lr {s['dip_lr']}; "
+        f"{s['select_num'] or 'as the preset'}; DIP {_dip_steps(s)} (scaled too) at lr {s['dip_lr']}; "
         f"engine precision {s.get('precision', 'float32')}.",
         "",
         "Mean over images ± half-width of the 95% confidence interval (t distribution); N images; "
@@ -512,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="image k uses seed SEED + k")
     parser.add_argument("--prior", default="biggan")
     parser.add_argument("--weights", default=None)
-    parser.add_argument("--dip-iterations", type=int, default=Settings.dip_iterations)
+    parser.add_argument("--dip-iterations", type=int, default=Settings.dip_iterations,
+                        help="DIP steps for every task (default: per task, DIP_ITERATIONS)")
     parser.add_argument("--dip-lr", type=float, default=Settings.dip_lr)
     parser.add_argument("--methods", default=Settings.methods,
                         help="generative methods to run, from gan-inversion, dip, dgp (observation and "
@@ -530,8 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods or any(m not in GENERATIVE for m in methods):
         parser.error(f"--methods {args.methods!r}: choose from {', '.join(GENERATIVE)}")
-    if args.n < 1 or args.workers < 1 or not args.iterations_scale > 0:
-        parser.error("--n and --workers must be >= 1 and --iterations-scale > 0")
+    if args.n < 1 or args.workers < 1 or not args.iterations_scale > 0 or (args.dip_iterations or 1) < 1:
+        parser.error("--n, --workers and --dip-iterations must be >= 1 and --iterations-scale > 0")
     settings = Settings(prior=args.prior, weights=args.weights, iterations_scale=args.iterations_scale,
                         select_num=args.select_num or None, seed=args.seed, dip_iterations=args.dip_iterations,
                         dip_lr=args.dip_lr, methods=",".join(m for m in GENERATIVE if m in methods),

@@ -180,3 +180,12 @@ def test_dip_doctests():
 
     result = doctest.testmod(dip, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_dip_steps_per_task_unless_given(quality):
+    per_task = quality.Context(quality.Settings())
+    for task, steps in quality.DIP_ITERATIONS.items():
+        assert per_task.preset(task, "dip").schedule.total_iterations == steps
+    forced = quality.Context(quality.Settings(dip_iterations=300))
+    assert {forced.preset(t, "dip").schedule.total_iterations for t in quality.TASKS} == {300}
+    assert set(quality.DIP_ITERATIONS) == set(quality.TASKS)
