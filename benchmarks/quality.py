@@ -1,7 +1,7 @@
 """Restoration quality: DGP against the observation, scikit-image, GAN inversion and DIP.
 
     python benchmarks/quality.py [--n 10] [--tasks colorization,inpainting,...] [--workers 2]
-                                 [--iterations-scale 0.1] [--select-num 100] [--out DIR] [--fresh]
+                                 [--iterations-scale 0.1] [--select-num 100] [--out DIR] [--fresh] [--report]
 
 For each task, on ``--n`` images of the CIFAR-10 dev split (a fixed, class-balanced
 subset: the first image of each class, then the second, ...; the same subset as
@@ -38,7 +38,8 @@ Output folder (``--out``, default ``benchmarks/results/quality``):
 
 - ``rows.jsonl``: one line per (task, image), appended as each finishes. A rerun with the
   same settings skips what is there, so an interrupted run continues (Ctrl-C is safe);
-  other settings are refused unless ``--fresh``;
+  other settings are refused unless ``--fresh``; ``--report`` runs nothing and writes the
+  outputs below from the rows so far (the table then says how many of the rows it holds);
 - ``quality.md``: the table (mean and 95% confidence interval over images, t distribution,
   with N), ``quality.json``: the same summary plus every row, ``sheet.png``: the first
   ``--sheet-images`` images of each task with every method, ``presets/``: the preset file
@@ -461,11 +462,14 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "# Restoration quality on CIFAR-10 dev images (32 px)", "",
         f"Command: `{meta['command']}`  ",
         f"Ran {meta['date']} on {meta['machine']} ({meta['workers']} worker process(es), 1 thread each), "
-        f"{meta['wall_s'] / 60:.1f} min wall for the images computed in this run; "
-        f"{meta['compute_s'] / 60:.1f} min of compute in all rows (sum of the methods' seconds).  ",
+        + (f"{meta['wall_s'] / 60:.1f} min wall for the images computed in this run; " if meta.get("wall_s") else "")
+        + f"{meta['compute_s'] / 60:.1f} min of compute in all rows (sum of the methods' seconds).  ",
         f"Prior `{s['prior']}`; iterations scale {s['iterations_scale']} of each preset; latent candidates "
-        f"{s['select_num'] or 'as the preset'}; DIP {_dip_steps(s)} (scaled too) at lr {s['dip_lr']}; "
-        f"engine precision {s.get('precision', 'float32')}.",
+        f"{s['select_num'] or 'as the preset'}; "
+        + (f"DIP {_dip_steps(s)} (scaled too) at lr {s['dip_lr']}; " if "dip" in s.get("methods", "dip") else "")
+        + f"engine precision {s.get('precision', 'float32')}.",
+        *(["", f"**Partial: {meta['rows_done']} of {meta['rows_wanted']} (task, image) rows so far**; the same "
+           "command continues the run."] if meta.get("rows_done", 0) < meta.get("rows_wanted", 0) else []),
         "",
         "Mean over images ± half-width of the 95% confidence interval (t distribution); N images; "
         "the best mean PSNR of each task in bold. PSNR in dB, [0, 1] images, SSIM over colour channels; "
@@ -541,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the engine's precision (bf16 autocast for G and D where the CPU has AMX)")
     parser.add_argument("--sheet-images", type=int, default=3, help="images per task on the sheet")
     parser.add_argument("--fresh", action="store_true", help="discard earlier rows in --out")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: write the table, JSON and sheet from the rows so far (a partial run "
+                             "says so); give the run's other options too")
     args = parser.parse_args(argv)
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -559,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     rows_path, settings_path = out / "rows.jsonl", out / "settings.json"
+    if args.report and (args.fresh or not rows_path.exists()):
+        parser.error(f"--report: {'--fresh would discard the rows to report' if args.fresh else f'no rows in {out} yet'}")
     if args.fresh:
         rows_path.unlink(missing_ok=True)
     wanted = dataclasses.asdict(settings)
@@ -588,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
              "seed": args.seed + k, "image_dir": out / "images" if k < args.sheet_images else None}
             for k in range(len(indices)) for task in tasks if (task, indices[k]) not in done]
     print(f"{len(jobs)} (task, image) pairs to run, {len(done)} already in {rows_path}", file=sys.stderr)
+    wanted_rows = len(indices) * len(tasks)
+    if args.report:
+        jobs = []
     t0 = time.perf_counter()
     try:
         run_jobs(jobs, settings, rows_path, args.workers)
@@ -595,16 +607,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted; finished rows are kept in {rows_path}: run the same command again to continue",
               file=sys.stderr)
         return 130
-    wall = time.perf_counter() - t0
+    wall = None if args.report else time.perf_counter() - t0
 
     keep = set(indices)
     rows = [r for r in read_rows(rows_path) if r["task"] in tasks and r["dev_index"] in keep]
     summary = summarize(rows, tasks)
-    meta = {"command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    command = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--report"]
+    meta = {"command": "python benchmarks/quality.py " + " ".join(command),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "workers": args.workers, "wall_s": wall, "settings": wanted,
             "compute_s": sum(v.get("seconds") or 0.0 for r in rows for v in r["scores"].values()),
-            "n": args.n, "tasks": tasks,
+            "n": args.n, "tasks": tasks, "rows_done": len(rows), "rows_wanted": wanted_rows,
             "torch": torch.__version__, "classical": CLASSICAL}
     (out / "quality.json").write_text(json.dumps(json_safe({**meta, "summary": summary, "rows": rows}), indent=2) + "\n")
     table = markdown(summary, meta)

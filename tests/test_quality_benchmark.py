@@ -189,3 +189,20 @@ def test_dip_steps_per_task_unless_given(quality):
     forced = quality.Context(quality.Settings(dip_iterations=300))
     assert {forced.preset(t, "dip").schedule.total_iterations for t in quality.TASKS} == {300}
     assert set(quality.DIP_ITERATIONS) == set(quality.TASKS)
+
+
+def test_a_partial_run_says_so(quality, tmp_path):
+    rows = [{"task": "denoising", "scores": {m: {"psnr": 20.0, "ssim": 0.5, "seconds": 1.0} for m in quality.METHODS}}]
+    meta = {"command": "x", "date": "d", "machine": "m", "workers": 2, "wall_s": None, "compute_s": 90,
+            "rows_done": 1, "rows_wanted": 500,
+            "settings": {"prior": "biggan", "iterations_scale": 1, "select_num": None, "dip_iterations": None,
+                         "dip_lr": 1e-3, "methods": "gan-inversion,dgp"}}
+    table = quality.markdown(quality.summarize(rows, ["denoising"]), meta)
+    assert "**Partial: 1 of 500 (task, image) rows so far**" in table
+    assert "min wall" not in table and "DIP" not in table  # --report ran nothing; no DIP in the methods
+    meta.update(rows_done=500, settings={**meta["settings"], "methods": "dip,dgp"})
+    table = quality.markdown(quality.summarize(rows, ["denoising"]), meta)
+    assert "Partial" not in table and "DIP steps per task colorization 2000" in table
+    with pytest.raises(SystemExit) as err:  # nothing to report
+        quality.main(["--report", "--out", str(tmp_path / "none")])
+    assert err.value.code == 2
