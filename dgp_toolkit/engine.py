@@ -278,6 +278,10 @@ class DGPRun:
                 break
             if self.snapshot_stages:
                 snapshots.append(x.detach().clone())
+        if self.channels_last:
+            # back to the standard layout before the final render: the returned generator and
+            # image then match bit for bit what a later render of the saved state gives
+            G = G.to(memory_format=torch.contiguous_format)
         if stopped == "non_finite":
             if last_good is None:
                 raise DGPError(message.replace("returning the last finite result; ", "no finite result to return; "))

@@ -222,6 +222,13 @@ def test_channels_last_changes_layout_only(prior):
     torch.testing.assert_close(last.image.contiguous(), plain.image, rtol=1e-4, atol=1e-4)
     # the result's state can be saved as is (safetensors wants contiguous tensors) ...
     assert all(v.is_contiguous() for v in last.generator_state.values())
+    # ... the returned generator is back in the standard layout, so the result is exactly
+    # what rendering the saved state gives ...
+    assert all(p.is_contiguous() for p in last.generator.parameters())
+    G = prior.fresh_generator()
+    prior.load_generator_state(last.generator_state, model=G)
+    with torch.no_grad():
+        assert torch.equal(G(last.z, G.shared(torch.tensor([last.class_index]))), last.image)
     # ... and the prior's own D is untouched, layout included
     for k, v in prior.D.state_dict().items():
         assert v.is_contiguous() and torch.equal(v, before[k]), k
