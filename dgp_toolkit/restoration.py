@@ -289,7 +289,7 @@ def _task_of(steps: Sequence[Any]) -> str:
 def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", simulate: bool = False, seed: int = 0,
                   iterations_scale: float = 1.0, progress: Callable[[Any], None] | None = None,
                   check_every: int = 50, snapshot_stages: bool = True,
-                  precision: str = "float32") -> RestoreResult:
+                  precision: str = "auto") -> RestoreResult:
     """Restore one loaded image with a prepared set-up (the body of :func:`restore`)."""
     import torch
 
@@ -378,7 +378,7 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
             label: int | str | None = None, seed: int = 0, device: str | None = None,
             weights: str | os.PathLike | None = None, fit: str = "crop", simulate: bool = False,
             iterations_scale: float = 1.0, progress: Callable[[Any], None] | None = None,
-            check_every: int = 50, snapshot_stages: bool = True, precision: str = "float32") -> RestoreResult:
+            check_every: int = 50, snapshot_stages: bool = True, precision: str = "auto") -> RestoreResult:
     """Restore ``image`` with a deep generative prior; returns a :class:`RestoreResult`.
 
     Args:

@@ -95,7 +95,7 @@ def test_scores_are_those_of_restore_simulate(quality, context):
     row = quality.evaluate_image(context, "deblurring", scene(), dev_index=0, label=0, position=1, seed=2)
     setup = context.setup("deblurring", "dgp")
     direct = restore(scene(), ["blur"], prior=setup.prior, preset=setup.preset, simulate=True, seed=2,
-                     iterations_scale=0.005)
+                     iterations_scale=0.005, precision=context.settings.precision)
     assert row["scores"]["dgp"]["psnr"] == pytest.approx(direct.metrics["result"]["psnr"], abs=1e-9)
     assert row["scores"]["observation"]["psnr"] == pytest.approx(direct.metrics["observation"]["psnr"], abs=1e-9)
 

@@ -291,9 +291,9 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
 @click.option("--sheet", is_flag=True, help="Also write NAME_sheet.png: input, observation, stages, result.")
 @click.option("--iterations-scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               metavar="F", help="Multiply every stage's iterations (0.1 for a quick look).")
-@click.option("--precision", type=click.Choice(["auto", "float32", "bf16"]), default="float32", show_default=True,
+@click.option("--precision", type=click.Choice(["auto", "float32", "bf16"]), default="auto", show_default=True,
               help="bf16: G and D under bf16 autocast (faster where the hardware computes bf16: AMX "
-                   "CPUs, recent GPUs); auto: bf16 only there.")
+                   "CPUs, recent GPUs); auto: bf16 only there, float32 elsewhere.")
 @click.option("--save-state", "save_state", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE", help="Also save each reconstruction (z, class, tuned generator) for "
               "`jitter/transfer --from-state`; with several inputs FILE must contain {name}.")
