@@ -9,7 +9,7 @@ and is replaced by the text generated from its source (figures are never typed b
 ``prior-quality``  ``benchmarks/results/prior_quality.json`` (``prior_quality.py --json``)
 ``quality``        ``benchmarks/results/quality/quality.md`` (``quality.py``)
 ``speed``          ``benchmarks/results/speed/speed.md`` (``speed.py``)
-``engine-speed``   ``benchmarks/results/engine_vs_reference.json`` (``engine_vs_reference.py --json``)
+``engine-speed``   ``benchmarks/results/engine_vs_reference_n20.json`` (``engine_vs_reference.py --n 20 --json``)
 =================  =========================================================
 
 A source that does not exist leaves its block as it is. ``--check`` writes nothing and
@@ -67,7 +67,7 @@ SOURCES = {
     "prior-quality": (RESULTS / "prior_quality.json", prior_quality_table),
     "quality": (RESULTS / "quality" / "quality.md", lambda p: p.read_text()),
     "speed": (RESULTS / "speed" / "speed.md", lambda p: p.read_text()),
-    "engine-speed": (RESULTS / "engine_vs_reference.json", engine_speed_table),
+    "engine-speed": (RESULTS / "engine_vs_reference_n20.json", engine_speed_table),
 }
 
 
