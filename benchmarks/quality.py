@@ -267,7 +267,7 @@ def evaluate_image(ctx: Context, task: str, clean: Any, *, dev_index: int, label
     """
     import torch
 
-    from dgp_toolkit.restoration import _score, _task_of, load_input, restore_input
+    from dgp_toolkit.restoration import load_input, restore_input
 
     s = ctx.settings
     setup = ctx.setup(task, "dgp")
@@ -277,13 +277,13 @@ def evaluate_image(ctx: Context, task: str, clean: Any, *, dev_index: int, label
     with torch.no_grad():
         target = setup.degradation.degrade(clean, generator=torch.Generator().manual_seed(int(seed)))
     images["observation"] = target
-    protocol = _task_of(setup.steps)
+    protocol = setup.protocol
     start = time.perf_counter()
     restored = classical_tensor(task, setup, clean, target)
     seconds = time.perf_counter() - start
     images["classical"] = restored
     # restore_input's own scoring, so that the table and `restore --simulate` agree.
-    metrics = _score(setup, protocol, restored, target, clean)
+    metrics = setup.score(restored, target, clean)
     scores: dict[str, Any] = {
         "observation": dict(metrics["observation"]),
         "classical": {**metrics["result"], "method": CLASSICAL[task], "seconds": seconds},

@@ -53,10 +53,10 @@ def merge(base: dict, change: dict) -> dict:
 def variant_toml(base: dict, change: dict, name: str = "variant", family: str = "biggan-32") -> str:
     """The text of a preset file: ``base`` (a preset TOML's data) with ``change`` merged in,
     validated as a preset and written by :func:`dgp_toolkit.priors.dip.preset_toml`."""
-    from dgp_toolkit.presets import _parse
+    from dgp_toolkit.presets import preset_from_dict
     from dgp_toolkit.priors.dip import preset_toml
 
-    return preset_toml(_parse(merge(base, change), name, family, f"variant {name}"))
+    return preset_toml(preset_from_dict(merge(base, change), name, family=family, source=f"variant {name}"))
 
 
 _CTX = None
@@ -75,7 +75,7 @@ def _job(job):
     import torch
 
     from dgp_toolkit.presets import load_preset
-    from dgp_toolkit.restoration import _score, _task_of, load_input, prepare_restore, restore_input
+    from dgp_toolkit.restoration import load_input, prepare_restore, restore_input
 
     ctx = _CTX
     prior = ctx.dip if job["prior"] == "dip" else ctx.prior
@@ -85,8 +85,7 @@ def _job(job):
     seed = job["seed"]
     with torch.no_grad():
         target = setup.degradation.degrade(clean, generator=torch.Generator().manual_seed(seed))
-    protocol = _task_of(setup.steps)
-    base = _score(setup, protocol, classical_tensor(job["task"], setup, clean, target), target, clean)
+    base = setup.score(classical_tensor(job["task"], setup, clean, target), target, clean)
     t0 = time.perf_counter()
     result = restore_input(setup, load_input(clean[0]), simulate=True, seed=seed, snapshot_stages=True,
                            precision=job["precision"])
@@ -94,7 +93,7 @@ def _job(job):
     for snap in result.snapshots:
         with torch.no_grad():
             fin = setup.degradation.finish(snap.float(), target).clamp(-1, 1)
-        stages.append(_score(setup, protocol, fin, target, clean)["result"]["psnr"])
+        stages.append(setup.score(fin, target, clean)["result"]["psnr"])
     return {"task": job["task"], "prior": job["prior"], "variant": job["variant"], "overrides": job["overrides"],
             "preset_file": job["preset_file"], "position": job["position"],
             "observation": base["observation"]["psnr"], "classical": base["result"]["psnr"],

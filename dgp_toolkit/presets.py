@@ -121,6 +121,19 @@ def _parse(data: dict[str, Any], name: str, family: str, source: str) -> Preset:
                   sample_std=sample_std, update_embed=update_embed, schedule=schedule, source=source)
 
 
+def preset_from_dict(data: dict[str, Any], name: str, *, family: str = "biggan-32", source: str | None = None) -> Preset:
+    """A :class:`Preset` from the tables of a preset file (what ``tomllib`` reads from one),
+    validated as :func:`load_preset` validates a file; ``source`` names it in error messages.
+
+    >>> p = preset_from_dict({"select": {"select_num": 8}, "schedule": {"iterations": [5], "ft_num": [1],
+    ...     "lr_ratio": [1.0], "g_lr": [1e-4], "z_lr": [1e-3], "ftr_num": [5], "use_in": [False],
+    ...     "weights": {"mse": [1.0]}}}, "mine")
+    >>> (p.name, p.select_num, p.schedule.total_iterations)
+    ('mine', 8, 5)
+    """
+    return _parse(data, name, family, source or f"preset {name!r}")
+
+
 def load_preset(name_or_path: str | Path, prior: Any = None, *, family: str | None = None) -> Preset:
     """A built-in preset by task name (for the prior's family) or a TOML file by path."""
     family = family or (family_of(prior) if prior is not None else "biggan-32")

@@ -120,6 +120,18 @@ class RestoreSetup:
     label: int | str | None = None
     weights: str | None = None
 
+    @property
+    def protocol(self) -> str:
+        """How results are scored: ``colorization`` (after putting back the observation's Lab
+        L), ``inpainting`` (on the bounding box of the missing pixels) or ``plain``."""
+        return _task_of(self.steps)
+
+    def score(self, image: Any, observation: Any, clean: Any) -> dict[str, Any]:
+        """PSNR and SSIM of ``image`` and of ``observation`` against ``clean`` (``(1, 3, H, W)``
+        tensors in [-1, 1] at the prior's resolution), as ``restore --simulate`` scores them:
+        ``{"observation": {"psnr", "ssim"}, "result": {"psnr", "ssim"}, "protocol"}``."""
+        return _score(self, self.protocol, image, observation, clean)
+
 
 @dataclass
 class InputImage:

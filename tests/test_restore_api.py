@@ -236,3 +236,37 @@ def test_sheet_holds_input_observation_stages_and_result(prior, preset):
     assert len(result.snapshots) == 2
     sheet = result.sheet()
     assert sheet.mode == "RGB" and sheet.size[0] > 5 * 128 and sheet.size[1] > 128
+
+
+# ----------------------------------------------------------------------------- scoring
+@pytest.mark.parametrize("degrade, protocol", [(["gray"], "colorization"), (["mask"], "inpainting"),
+                                               (["blur"], "plain"), (["gray", "mask"], "plain")])
+def test_a_setup_scores_as_restore_simulate_does(degrade, protocol, prior, preset):
+    from dgp_toolkit.restoration import prepare_restore
+
+    setup = prepare_restore(degrade, prior, preset=preset)
+    assert setup.protocol == protocol
+    clean = torch.from_numpy(photo(32, 32)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    result = dgp_toolkit.restore(clean[0], degrade, prior=prior, preset=preset, simulate=True, seed=4,
+                                 iterations_scale=0.1)
+    with torch.no_grad():
+        target = setup.degradation.degrade(clean, generator=torch.Generator().manual_seed(4))
+    again = setup.score(result.tensor, target, clean)
+    assert again["protocol"] == protocol
+    for part in ("observation", "result"):
+        assert again[part]["psnr"] == pytest.approx(result.metrics[part]["psnr"], abs=1e-6)
+        assert again[part]["ssim"] == pytest.approx(result.metrics[part]["ssim"], abs=1e-6)
+    if protocol != "colorization":  # (colorization puts the grey's Lab L on the clean image too)
+        assert setup.score(clean, target, clean)["result"]["psnr"] > 60
+
+
+def test_preset_from_dict_validates_like_a_file():
+    from dgp_toolkit.presets import preset_from_dict
+
+    import doctest
+
+    import dgp_toolkit.presets
+
+    assert doctest.testmod(dgp_toolkit.presets).failed == 0
+    with pytest.raises(DGPUsageError, match="mine.*unknown sections"):
+        preset_from_dict({"schedul": {}}, "mine")
