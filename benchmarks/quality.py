@@ -461,7 +461,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [
         "# Restoration quality on CIFAR-10 dev images (32 px)", "",
         f"Command: `{meta['command']}`  ",
-        f"Ran {meta['date']} on {meta['machine']} ({meta['workers']} worker process(es), 1 thread each), "
+        f"{'Table of the rows so far, written' if meta.get('wall_s') is None else 'Ran'} {meta['date']} "
+        f"on {meta['machine']} ({meta['workers']} worker process(es), 1 thread each), "
         + (f"{meta['wall_s'] / 60:.1f} min wall for the images computed in this run; " if meta.get("wall_s") else "")
         + f"{meta['compute_s'] / 60:.1f} min of compute in all rows (sum of the methods' seconds).  ",
         f"Prior `{s['prior']}`; iterations scale {s['iterations_scale']} of each preset; latent candidates "
@@ -596,10 +597,12 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [{"task": task, "clean": images[k].numpy(), "dev_index": indices[k], "label": labels[k], "position": k,
              "seed": args.seed + k, "image_dir": out / "images" if k < args.sheet_images else None}
             for k in range(len(indices)) for task in tasks if (task, indices[k]) not in done]
-    print(f"{len(jobs)} (task, image) pairs to run, {len(done)} already in {rows_path}", file=sys.stderr)
     wanted_rows = len(indices) * len(tasks)
     if args.report:
+        print(f"report: {wanted_rows - len(jobs)} of {wanted_rows} (task, image) rows in {rows_path}", file=sys.stderr)
         jobs = []
+    else:
+        print(f"{len(jobs)} (task, image) pairs to run, {len(done)} already in {rows_path}", file=sys.stderr)
     t0 = time.perf_counter()
     try:
         run_jobs(jobs, settings, rows_path, args.workers)
