@@ -28,19 +28,25 @@ def presets_command(as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="presets (--preset NAME or FILE.toml)", title_justify="left")
-    for column in ("family", "name", "task", "stages", "iterations", "candidates", "description"):
-        table.add_column(column, overflow="fold", justify="right" if column in ("stages", "iterations", "candidates")
-                         else "left")
-    previous = None
-    for row in rows:
-        family = row["family"] if row["family"] != previous else ""
-        previous = row["family"]
-        table.add_row(family, row["name"], row["task"], str(row["stages"]), str(row["iterations"]),
-                      str(row["select_num"]), row["description"] or "-")
-    stdout_console().print(table)
+    console = stdout_console()
+    families = list(dict.fromkeys(row["family"] for row in rows))
+    console.print("presets (--preset NAME or FILE.toml); the task is the name unless shown")
+    for family in families:
+        # one table per family, short columns kept whole: the description takes what is
+        # left of the width, so the table reads at 80 columns (a pipe) as on a terminal
+        table = Table(title=f"family {family}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("name", no_wrap=True)
+        for column in ("stages", "iterations", "candidates"):
+            table.add_column(column, justify="right", no_wrap=True)
+        table.add_column("description", ratio=1, overflow="fold")
+        for row in (r for r in rows if r["family"] == family):
+            name = row["name"] if row["task"] == row["name"] else f"{row['name']} ({row['task']})"
+            table.add_row(name, str(row["stages"]), str(row["iterations"]), str(row["select_num"]),
+                          row["description"] or "-")
+        console.print(table)
 
 
 @hookimpl
