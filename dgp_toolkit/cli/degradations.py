@@ -101,14 +101,16 @@ def degradations_command(as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="degradations (--degrade NAME:key=value,...)", title_justify="left")
-    table.add_column("name")
-    table.add_column("option", overflow="fold")
-    table.add_column("type")
+    table = Table(title="degradations (--degrade NAME:key=value,...)", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("option", no_wrap=True)
+    table.add_column("type", no_wrap=True)
     table.add_column("default", overflow="fold")
-    table.add_column("description", overflow="fold")
+    table.add_column("description", ratio=1, overflow="fold")
     for row in rows:
         table.add_row(row["name"], "", "", "", row["summary"] or "-", end_section=not row["options"])
         for i, option in enumerate(row["options"]):

@@ -28,13 +28,14 @@ def plugins_command(as_json: bool) -> None:
     if as_json:
         echo_json(rows)
     else:
+        from rich import box
         from rich.table import Table
 
-        table = Table(title="dgp-toolkit plugins", title_justify="left")
+        table = Table(title="dgp-toolkit plugins", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("entry point", overflow="fold")
         table.add_column("distribution", overflow="fold")
-        table.add_column("version")
-        table.add_column("registers", overflow="fold")
+        table.add_column("version", no_wrap=True)
+        table.add_column("registers", ratio=1)
         table.add_column("status", overflow="fold")
         for row in rows:
             registers = "\n".join(
