@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods or any(m not in GENERATIVE for m in methods):
         parser.error(f"--methods {args.methods!r}: choose from {', '.join(GENERATIVE)}")
-    if args.n < 1 or args.workers < 1 or not args.iterations_scale > 0 or (args.dip_iterations or 1) < 1:
+    if args.n < 1 or args.workers < 1 or not args.iterations_scale > 0 or (args.dip_iterations is not None and args.dip_iterations < 1):
         parser.error("--n, --workers and --dip-iterations must be >= 1 and --iterations-scale > 0")
     settings = Settings(prior=args.prior, weights=args.weights, iterations_scale=args.iterations_scale,
                         select_num=args.select_num or None, seed=args.seed, dip_iterations=args.dip_iterations,

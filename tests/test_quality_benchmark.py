@@ -206,3 +206,9 @@ def test_a_partial_run_says_so(quality, tmp_path):
     with pytest.raises(SystemExit) as err:  # nothing to report
         quality.main(["--report", "--out", str(tmp_path / "none")])
     assert err.value.code == 2
+
+
+def test_a_zero_dip_step_count_is_refused(quality, tmp_path):
+    with pytest.raises(SystemExit) as err:
+        quality.main(["--dip-iterations", "0", "--out", str(tmp_path)])
+    assert err.value.code == 2
