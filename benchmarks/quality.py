@@ -450,6 +450,13 @@ def _fmt(mean: float, ci: float | None, digits: int) -> str:
     return f"{mean:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
 
 
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that rows depend on: DIP's only when DIP runs."""
+    if "dip" in str(settings.get("methods", "")).split(","):
+        return settings
+    return {k: v for k, v in settings.items() if not k.startswith("dip_")}
+
+
 def _dip_steps(s: dict[str, Any]) -> str:
     if s.get("dip_iterations"):
         return f"{s['dip_iterations']} steps"
@@ -461,7 +468,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [
         "# Restoration quality on CIFAR-10 dev images (32 px)", "",
         f"Command: `{meta['command']}`  ",
-        f"{'Table of the rows so far, written' if meta.get('wall_s') is None else 'Ran'} {meta['date']} "
+        f"{'Table written from the rows (--report)' if meta.get('wall_s') is None else 'Ran'} {meta['date']} "
         f"on {meta['machine']} ({meta['workers']} worker process(es), 1 thread each), "
         + (f"{meta['wall_s'] / 60:.1f} min wall for the images computed in this run; " if meta.get("wall_s") else "")
         + f"{meta['compute_s'] / 60:.1f} min of compute in all rows (sum of the methods' seconds).  ",
@@ -572,9 +579,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh:
         rows_path.unlink(missing_ok=True)
     wanted = dataclasses.asdict(settings)
-    if settings_path.exists() and rows_path.exists() and json.loads(settings_path.read_text()) != wanted:
-        raise SystemExit(f"{out} holds rows made with other settings ({settings_path}); "
-                         "use another --out or pass --fresh to discard them")
+    if settings_path.exists() and rows_path.exists():
+        earlier = json.loads(settings_path.read_text())
+        if _comparable(earlier) != _comparable(wanted):
+            raise SystemExit(f"{out} holds rows made with other settings ({settings_path}); "
+                             "use another --out or pass --fresh to discard them")
+        wanted = earlier  # e.g. a DIP step count of a run without DIP stays as it was
     settings_path.write_text(json.dumps(wanted, indent=2) + "\n")
 
     import torch

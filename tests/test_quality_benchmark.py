@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -212,3 +213,11 @@ def test_a_zero_dip_step_count_is_refused(quality, tmp_path):
     with pytest.raises(SystemExit) as err:
         quality.main(["--dip-iterations", "0", "--out", str(tmp_path)])
     assert err.value.code == 2
+
+
+def test_dip_settings_matter_only_when_dip_runs(quality):
+    a = dataclasses.asdict(quality.Settings(methods="gan-inversion,dgp", dip_iterations=2000))
+    b = dataclasses.asdict(quality.Settings(methods="gan-inversion,dgp"))
+    assert quality._comparable(a) == quality._comparable(b)
+    a["methods"] = b["methods"] = "gan-inversion,dip,dgp"
+    assert quality._comparable(a) != quality._comparable(b)
