@@ -3,7 +3,6 @@ the ``dip`` prior it compares against."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import dataclasses
 import math
@@ -15,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tiny import TINY
+from tiny import TINY, benchmark_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -26,12 +25,8 @@ GENERATIVE_KEYS = METHOD_KEYS | {"select_s", "optimize_s", "class", "steps", "st
 
 @pytest.fixture(scope="module")
 def quality():
-    spec = importlib.util.spec_from_file_location("quality_benchmark", ROOT / "benchmarks" / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield benchmark_module("quality", "quality_benchmark")
+    sys.modules.pop("quality_benchmark", None)
 
 
 def scene() -> torch.Tensor:

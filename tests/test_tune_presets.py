@@ -3,25 +3,18 @@ in, written as TOML that ``load_preset`` reads back with exactly those values.""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
 from dgp_toolkit.presets import load_preset
+from tiny import benchmark_module
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def tune():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("tune_presets", ROOT / "benchmarks" / "tune_presets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("tune_presets")
 
 
 @pytest.mark.parametrize("task", ["denoising", "inpainting", "super-resolution"])

@@ -107,3 +107,19 @@ def save_image(path: Path, width: int = 40, height: int = 30, seed: int = 0) -> 
 
 def image(seed: int = 1) -> torch.Tensor:
     return torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def benchmark_module(name: str, alias: str | None = None):
+    """``benchmarks/NAME.py`` imported as a module (``alias`` in ``sys.modules``, which its
+    dataclasses need), with ``benchmarks/`` on ``sys.path`` for its own imports."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(alias or name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
