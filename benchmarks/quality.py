@@ -111,7 +111,9 @@ TIMING = {"dgp_step_s": 0.184, "latent_only_step_s": 0.135, "dip_step_s": 0.148,
 #: super-resolution 19.68 / 19.70 / 19.68 / 19.55; denoising 21.34 / 21.94 / 20.91 (50-150),
 #: 20.62 / 20.32 / 20.52 / 17.83; colorization 10.65 / 10.65 / 10.66 / 11.51 (a random
 #: network fitted to the grey leaves the colour as it starts: DIP has no colour to give).
-#: Commands and rows: ``benchmarks/results/tuning.jsonl`` (``tune_presets.py --prior dip``).
+#: Rows: ``benchmarks/results/tuning.jsonl``; the checkpoint presets they ran:
+#: ``benchmarks/results/tuning-presets/dip-*-ckpt*.toml`` (``tune_presets.py --prior dip
+#: --task TASK --n 6 --variant 'ckpt=...'``, the variant being that file's [schedule]).
 DIP_ITERATIONS = {"colorization": 2000, "inpainting": 500, "super-resolution": 500, "deblurring": 1000,
                   "denoising": 100}
 SCHEMA = 1

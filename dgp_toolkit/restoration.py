@@ -130,7 +130,23 @@ class RestoreSetup:
         """PSNR and SSIM of ``image`` and of ``observation`` against ``clean`` (``(1, 3, H, W)``
         tensors in [-1, 1] at the prior's resolution), as ``restore --simulate`` scores them:
         ``{"observation": {"psnr", "ssim"}, "result": {"psnr", "ssim"}, "protocol"}``."""
-        return _score(self, self.protocol, image, observation, clean)
+        from dgp_toolkit.metrics import colorization_scores, inpainting_scores, scores
+
+        task, side = self.protocol, self.prior.resolution
+        if task == "colorization":
+            def score(x):
+                return colorization_scores(x, clean, grey=observation)
+        elif task == "inpainting":
+            missing = self.steps[0].missing(side, side)
+
+            def score(x):
+                return inpainting_scores(x, clean, missing)
+        else:
+            def score(x):
+                return scores(x, clean)
+        with warnings.catch_warnings():  # skimage's Lab conversion warns about clipped out-of-gamut values
+            warnings.simplefilter("ignore", UserWarning)
+            return {"observation": score(observation), "result": score(image), "protocol": task}
 
 
 @dataclass
@@ -277,7 +293,7 @@ def full_resolution_task(setup: RestoreSetup, inp: InputImage, *, fit: str = "cr
     """``"colorization"`` or ``"inpainting"`` when the run also gives a full-resolution result,
     else ``None``: a real input (not ``simulate``), a single ``gray`` or ``mask``, and a part
     of the input seen by the prior (all of it, or the centre crop) larger than the prior."""
-    task = _task_of(setup.steps)
+    task = setup.protocol
     if simulate or task not in ("colorization", "inpainting"):
         return None
     width, height = inp.size
@@ -348,8 +364,8 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
     if res.stopped == "non_finite":
         notes.append(f"the run stopped early: {res.message}")
 
-    task = _task_of(setup.steps)
-    metrics = _score(setup, task, finished, target, clean) if simulate else None
+    task = setup.protocol
+    metrics = setup.score(finished, target, clean) if simulate else None
     full = None
     if full_resolution_task(setup, inp, fit=fit, simulate=simulate):
         full, note = _full_resolution(setup, task, inp, finished, fit)
@@ -429,26 +445,6 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
 
 
 # --------------------------------------------------------------------------- scores
-def _score(setup: RestoreSetup, task: str, finished: Any, target: Any, clean: Any) -> dict[str, Any]:
-    from dgp_toolkit.metrics import colorization_scores, inpainting_scores, scores
-
-    side = setup.prior.resolution
-    if task == "colorization":
-        def score(image):
-            return colorization_scores(image, clean, grey=target)
-    elif task == "inpainting":
-        missing = setup.steps[0].missing(side, side)
-
-        def score(image):
-            return inpainting_scores(image, clean, missing)
-    else:
-        def score(image):
-            return scores(image, clean)
-    with warnings.catch_warnings():  # skimage's Lab conversion warns about clipped out-of-gamut values
-        warnings.simplefilter("ignore", UserWarning)
-        return {"observation": score(target), "result": score(finished), "protocol": task}
-
-
 # --------------------------------------------------------------------------- full resolution
 def _fit_box(width: int, height: int, side: int, fit: str) -> tuple[int, int, int, int]:
     """``(left, top, w, h)`` of the source region that ``fit_image`` maps onto ``side x side``.

@@ -261,12 +261,12 @@ def test_a_setup_scores_as_restore_simulate_does(degrade, protocol, prior, prese
 
 
 def test_preset_from_dict_validates_like_a_file():
-    from dgp_toolkit.presets import preset_from_dict
-
     import doctest
 
     import dgp_toolkit.presets
+    from dgp_toolkit.presets import preset_from_dict
 
-    assert doctest.testmod(dgp_toolkit.presets).failed == 0
+    result = doctest.testmod(dgp_toolkit.presets)
+    assert result.attempted > 0 and result.failed == 0
     with pytest.raises(DGPUsageError, match="mine.*unknown sections"):
         preset_from_dict({"schedul": {}}, "mine")
