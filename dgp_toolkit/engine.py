@@ -208,7 +208,16 @@ class DGPRun:
         hist = torch.zeros(total_steps, len(term_names) + 1, device=self.device)
         snapshots: list[torch.Tensor] = []
         stopped, message = "done", ""
-        last_good = None
+        # The last state known to be finite: what a non-finite loss rolls back to. It starts as
+        # the selected latent on the prior's weights. Before the update of every step that is
+        # checked, the state whose forward pass gave that step's loss is copied in place into
+        # ``pending``; the check promotes it to ``good`` when the loss and latent are finite.
+        # (One weight copy every ``check_every`` steps. The image is rendered from the kept
+        # state at the end, so the returned image, latent and generator always belong together;
+        # the weights after a finite step can still overflow at the next forward.)
+        good_state, pending_state = prior.generator_state(G), prior.generator_state(G)
+        good_z, pending_z = z.detach().clone(), z.detach().clone()
+        good_in = False
         step = 0
         in_on = False
         embedding = None if update_embed else G.shared(y).detach()
@@ -222,9 +231,6 @@ class DGPRun:
                     p.requires_grad_(lr > 0)
             opt_z.param_groups[0]["base_lr"] = stage.z_lr
             opt_z.param_groups[0]["lr"] = stage.z_lr
-            # The generator as this stage starts: what a non-finite stage falls back to
-            # (a copy per check would cost a full weight copy every few steps).
-            stage_start_state = prior.generator_state(G)
             if stage.use_in != in_on:
                 prior.set_instance_norm(stage.use_in, model=G)
                 in_on = stage.use_in
@@ -251,6 +257,11 @@ class DGPRun:
                 opt_g.zero_grad(set_to_none=True)
                 opt_z.zero_grad(set_to_none=True)
                 loss.backward()
+                if (step + 1) % self.check_every == 0 or step + 1 == stage_end:
+                    with torch.no_grad():
+                        for name, value in G.state_dict().items():
+                            pending_state[name].copy_(value)
+                        pending_z.copy_(z)
                 opt_g.step()
                 opt_z.step()
                 with torch.no_grad():
@@ -260,12 +271,14 @@ class DGPRun:
                 at_check = step % self.check_every == 0 or step == stage_end
                 if at_check:
                     current = float(hist[step - 1, 0])
-                    if not math.isfinite(current) or not bool(torch.isfinite(z).all()):
+                    if not math.isfinite(current) or not bool(torch.isfinite(pending_z).all()):
                         stopped = "non_finite"
                         message = (f"the loss became non-finite at step {step} (stage {s_idx + 1}); "
                                    "returning the last finite result; try a smaller learning rate")
                         break
-                    last_good = (x.detach().clone(), z.detach().clone())
+                    good_state, pending_state = pending_state, good_state
+                    good_z, pending_z = pending_z, good_z
+                    good_in = in_on
                     if progress is not None:
                         progress(ProgressEvent(stage=s_idx, n_stages=len(schedule.stages), step=step,
                                                total_steps=total_steps, loss=current,
@@ -283,15 +296,18 @@ class DGPRun:
             # image then match bit for bit what a later render of the saved state gives
             G = G.to(memory_format=torch.contiguous_format)
         if stopped == "non_finite":
-            if last_good is None:
-                raise DGPError(message.replace("returning the last finite result; ", "no finite result to return; "))
-            image, z_final = last_good
-            prior.load_generator_state(stage_start_state, model=G)
+            prior.load_generator_state(good_state, model=G)
+            if good_in != in_on:
+                prior.set_instance_norm(good_in, model=G)
+            z_final = good_z
         else:
-            with torch.no_grad():
-                emb = G.shared(y) if update_embed else embedding
-                image = G(z, emb)
             z_final = z.detach()
+        del good_state, pending_state
+        with torch.no_grad():
+            emb = G.shared(y) if update_embed else embedding
+            image = G(z_final, emb)
+        if stopped == "non_finite" and not bool(torch.isfinite(image).all()):
+            raise DGPError(message.replace("returning the last finite result; ", "no finite result to return; "))
         self.timings["optimize_s"] = time.perf_counter() - t0
         hist_cpu = hist[:step].cpu().tolist()
         history = [{"step": i + 1, "loss": row[0], **dict(zip(term_names, row[1:]))} for i, row in enumerate(hist_cpu)]

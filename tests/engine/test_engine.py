@@ -109,6 +109,25 @@ def test_non_finite_loss_stops_with_last_finite_result(prior):
     res = run_dgp(prior, deg, target, preset=wild, seed=0, check_every=1)
     assert res.stopped == "non_finite" and "non-finite" in res.message
     assert torch.isfinite(res.image).all() and torch.isfinite(res.z).all()
+    assert all(torch.isfinite(p).all() for p in res.generator.parameters())
+    # image, latent and generator belong together: the image is a render of what is returned
+    with torch.no_grad():
+        again = res.generator(res.z, res.embedding)
+    assert torch.equal(again, res.image)
+    # and it is the last checked state, not the stage start: the first stage's updates are kept
+    assert not torch.equal(res.generator.state_dict()["linear.weight"], prior.generator_state()["linear.weight"])
+
+
+def test_non_finite_from_the_first_step_returns_the_selected_start(prior):
+    deg, target = observation(prior)
+    wild = tiny_preset(iterations=[30], ft_num=[4], g_lr=[1e12], z_lr=[1e12], ftr_num=[5],
+                       weights={"discriminator": [1], "mse": [1]})
+    res = run_dgp(prior, deg, target, preset=wild, seed=0, check_every=5)
+    assert res.stopped == "non_finite"
+    for name, value in prior.generator_state().items():
+        assert torch.equal(res.generator.state_dict()[name], value), name
+    with torch.no_grad():
+        assert torch.equal(res.generator(res.z, res.embedding), res.image)
 
 
 def test_bad_arguments_are_usage_errors(prior):
