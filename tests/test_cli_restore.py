@@ -291,3 +291,121 @@ def test_save_state_then_jitter_from_state_reuses_the_reconstruction(run, dgp, t
     frames = [p for p in (tmp_path / "jit").iterdir() if "sheet" not in p.name and p.suffix == ".png"]
     assert frames, sorted(p.name for p in (tmp_path / "jit").iterdir())
     assert np.abs(np.asarray(Image.open(frames[0]), dtype=np.int16) - restored).max() <= 1
+
+
+# ----------------------------------------------------------------------------- --workers N
+def test_workers_give_the_same_outputs_and_records_as_one_process(run, tmp_path):
+    for i, name in enumerate("abc"):
+        save_image(tmp_path / f"{name}.png", seed=i)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    args = ("a.png", "broken.png", "b.png", "c.png", "--degrade", "blur:sigma=1", "--simulate", "--quiet")
+    one = run(*args, out="one")
+    two = run(*args, "--workers", "2", out="two")
+    assert one.exit_code == two.exit_code == 3, (one.stderr, two.stderr)
+    strip = [{k: v for k, v in r.items() if k not in ("seconds", "output")} for r in json.loads(one.stdout)]
+    assert [{k: v for k, v in r.items() if k not in ("seconds", "output")} for r in json.loads(two.stdout)] == strip
+    assert [r["error"] is None for r in json.loads(two.stdout)] == [True, False, True, True]
+    assert "broken.png" in two.stderr and two.stderr.count("Error:") == 1
+    assert files(tmp_path / "one") == files(tmp_path / "two")
+    for name in "abc":  # one torch thread in both: the same pixels
+        assert (tmp_path / "one" / f"{name}_restored.png").read_bytes() == (tmp_path / "two" / f"{name}_restored.png").read_bytes()
+
+
+def test_workers_print_each_summary_once(run, tmp_path):
+    save_image(tmp_path / "a.png")
+    save_image(tmp_path / "b.png", seed=1)
+    result = run("a.png", "b.png", "--workers", "3")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("a: restored in") == 1 and result.stderr.count("b: restored in") == 1
+    bad = run("a.png", "--workers", "0", out="zero")
+    assert bad.exit_code == 2 and "--workers" in bad.stderr and not (tmp_path / "zero").exists()
+
+
+def test_ctrl_c_in_a_worker_stops_all_and_leaves_only_whole_outputs(run, interrupt_plugin, tmp_path):
+    for i, name in enumerate("abc"):
+        save_image(tmp_path / f"{name}.png", seed=i)
+    calibrate = run("a.png", "--degrade", "interrupt", "--quiet", out="calibrate")
+    assert calibrate.exit_code == 0, calibrate.stderr
+    per_image = len(sys.modules["interrupt_plugin"].CALLS)
+    # each worker process counts its own calls: the one that takes a second image is interrupted in it
+    result = run("a.png", "b.png", "c.png", "--degrade", f"interrupt:after={per_image + 2}", "--sheet",
+                 "--quiet", "--workers", "2")
+    assert result.exit_code == 130
+    records = json.loads(result.stdout)
+    assert "interrupted" in [r["error"] for r in records]
+    out = files(tmp_path / "out")
+    for r in records:
+        name = Path(r["input"]).stem
+        mine = [f for f in out if f.startswith(f"{name}_")]
+        if r["error"] is None:
+            assert mine == [f"{name}_{s}" for s in ("observed.png", "restored.png", "run.json", "sheet.png")]
+            json.loads((tmp_path / "out" / f"{name}_run.json").read_text())
+        else:
+            assert r["error"] == "interrupted" and mine == []
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+SLOW_PLUGIN = """
+import os
+import time
+from pathlib import Path
+
+from dgp_toolkit import hookimpl
+from dgp_toolkit.plugins.degradations.base import Degradation
+
+STARTED = []
+
+
+class Slow(Degradation):
+    '''The identity, 20 ms a call; the first call of each process leaves a marker file.'''
+
+    name = "slow"
+
+    def forward(self, x):
+        if not STARTED:
+            STARTED.append(1)
+            Path(os.environ["SLOW_MARKERS"], str(os.getpid())).touch()
+        time.sleep(0.02)
+        return x
+
+
+@hookimpl
+def register_degradations(register):
+    register("slow", Slow)
+"""
+
+
+def test_ctrl_c_to_the_parent_alone_reaches_the_workers(plugin_dist, tiny_files, tmp_path):
+    """``kill -INT <dgp-tool>`` (not the terminal's Ctrl-C, which reaches every process):
+    the parent forwards it; both images in flight are cleaned up; exit 130."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    site = plugin_dist("dgp-slow", entry_points={"slow": "slow_plugin"}, modules={"slow_plugin": SLOW_PLUGIN})
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    for name in "ab":
+        save_image(tmp_path / f"{name}.png", seed=ord(name))
+    env = {**os.environ, ENV_EMBEDDED: str(tiny_files[0]), "SLOW_MARKERS": str(markers), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    cmd = [sys.executable, "-c", "from dgp_toolkit.cli import main; main()", "restore", "a.png", "b.png",
+           "--degrade", "slow", "--preset", str(tiny_files[1]), "--device", "cpu", "--iterations-scale", "200",
+           "--workers", "2", "--quiet", "-o", "out"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(markers.iterdir())) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)  # until both workers are inside an image
+        assert len(list(markers.iterdir())) == 2, proc.communicate(timeout=120)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Interrupted." in stderr
+    assert [r["error"] for r in json.loads(stdout)] == ["interrupted", "interrupted"]
+    assert files(tmp_path / "out") == []
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -297,14 +297,17 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
 @click.option("--save-state", "save_state", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE", help="Also save each reconstruction (z, class, tuned generator) for "
               "`jitter/transfer --from-state`; with several inputs FILE must contain {name}.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, metavar="N",
+              help="Restore N inputs at a time in N processes, each with 1/N of the torch threads "
+                   "(more images per hour on a CPU; each process holds its own prior).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries on stderr (errors still).")
 @click.pass_context
 def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple[str, ...], prior: str,
                     weights: Path | None, class_: str | None, preset: str | None, seed: int, device: str,
                     out_dir: Path, fit: str, simulate: bool, metrics_path: Path | None, sheet: bool,
-                    iterations_scale: float, precision: str, save_state: Path | None, overwrite: bool,
-                    quiet: bool) -> None:
+                    iterations_scale: float, precision: str, save_state: Path | None, workers: int,
+                    overwrite: bool, quiet: bool) -> None:
     """Restore INPUT images (files or folders) with a deep generative prior.
 
     The degradations say what happened to the images (--degrade gray: they lost their
@@ -317,13 +320,7 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
                 fit=fit, simulate=simulate, iterations_scale=iterations_scale, precision=precision)
     from dgp_toolkit.cli.output import stderr_console
     from dgp_toolkit.errors import DGPError, DGPUsageError
-    from dgp_toolkit.restoration import (
-        full_resolution_task,
-        json_safe,
-        load_input,
-        prepare_restore,
-        restore_input,
-    )
+    from dgp_toolkit.restoration import prepare_restore
 
     console = stderr_console()
     debug = bool(ctx.find_root().params.get("debug"))
@@ -343,81 +340,383 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
         raise DGPUsageError(f"--save-state {save_state}: with several inputs, put {{name}} in the file name "
                             "(e.g. --save-state states/{name}.safetensors)")
 
-    records: list[dict[str, Any]] = []
-    codes: list[int] = []
-    names: dict[str, Path] = {}
-    for entry in entries:
-        start = time.perf_counter()
-        record: dict[str, Any] = {"input": str(entry.path), "output": None, "degradations": list(setup.specs),
-                                  "preset": preset_name, "class": setup.class_index, "seconds": None,
-                                  "observation": None, "result": None, "error": None}
-        try:
-            if entry.error:
-                raise DGPUsageError(entry.error)
-            name = entry.path.stem
-            if name in names:
-                raise DGPUsageError(f"its outputs would have the same names as those of {names[name]} "
-                                    f"({name}_restored.png ...); restore it separately with another --output")
-            names[name] = entry.path
-            inp = load_input(entry.path)
-            setup.degradation.check_image_size(*inp.size)
-            full = full_resolution_task(setup, inp, fit=fit, simulate=simulate) is not None
-            outputs = _planned_outputs(out_dir, name, sheet=sheet, full=full)
-            _check_free(outputs, overwrite, protect)
-            state_path = Path(str(save_state).replace("{name}", name)) if save_state is not None else None
-            if state_path is not None and state_path.exists() and not overwrite:
-                raise DGPUsageError(f"{state_path} already exists; pass --overwrite to replace it")
-            with _ProgressDisplay(name, enabled=not quiet) as display:
-                result = restore_input(setup, inp, fit=fit, simulate=simulate, seed=seed,
-                                       iterations_scale=iterations_scale, progress=display,
-                                       precision=precision)
-            record.update(output=str(outputs["restored"]), **{"class": result.class_index},
-                          observation=_scores(result.metrics, "observation"),
-                          result=_scores(result.metrics, "result"))
-            run = {**result.config, "notes": result.notes, "metrics": result.metrics,
-                   "outputs": {k: str(v) for k, v in outputs.items()},
-                   "command": _command_line(entry.path, setup.specs, opts, preset_name),
-                   "history": result.history}
-            _write_outputs(result, outputs, json_safe(run), overwrite=overwrite, protect=protect)
-            if state_path is not None:
-                from dgp_toolkit.state import reconstruction_from_result, save_state as write_state
-
-                write_state(state_path, reconstruction_from_result(setup.prior, result, preset=setup.preset,
-                                                                   seed=seed, source=str(entry.path)),
-                            overwrite=overwrite, protect=protect)
-            record["seconds"] = round(time.perf_counter() - start, 3)
-            records.append(record)
-            codes.append(0)
-            if not quiet:
-                console.print(_summary(name, result, record, setup.prior), markup=False)
-                for note in result.notes:
-                    console.print(f"  {note}", markup=False, style="dim")
-                if result.stopped == "non_finite":
-                    console.print(f"  warning: {result.message}", markup=False, style="yellow")
-        except KeyboardInterrupt:
-            record.update(error="interrupted", seconds=round(time.perf_counter() - start, 3), output=None)
-            records.append(record)
-            _emit(records, metrics_path, overwrite)
-            raise
-        except Exception as exc:  # one bad input must not stop the batch
-            if isinstance(exc, DGPError):
-                message, code = str(exc), 2 if isinstance(exc, DGPUsageError) else 1
-            else:
-                if debug:
-                    console.print_exception()
-                message, code = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}", 1
-                if not debug:
-                    message += " (run `dgp-tool --debug restore ...` for the traceback)"
-            record.update(error=_error_line(entry.path, message), output=None,
-                          seconds=round(time.perf_counter() - start, 3))
+    job = _Job(degrade=list(degrade), opts=opts, out_dir=out_dir, sheet=sheet, overwrite=overwrite,
+               quiet=quiet, save_state=save_state, protect=protect, preset_name=preset_name, debug=debug)
+    pre_errors = _name_clashes(entries)
+    if workers > 1 and sum(1 for i, e in enumerate(entries) if not e.error and i not in pre_errors) > 1:
+        records, codes = _run_parallel(job, setup, entries, pre_errors, workers, metrics_path)
+    else:
+        records, codes = [], []
+        for index, entry in enumerate(entries):
+            record = _new_record(entry, setup, preset_name)
+            try:
+                with _ProgressDisplay(entry.path.stem, enabled=not quiet) as display:
+                    code, lines = _restore_entry(setup, job, entry, pre_errors.get(index), record, display)
+            except KeyboardInterrupt:
+                records.append(record)
+                _emit(records, metrics_path, overwrite)
+                raise
             records.append(record)
             codes.append(code)
-            click.echo(f"Error: {record['error']}", err=True)
+            _print_lines(console, lines)
 
     _emit(records, metrics_path, overwrite)
     failed = [c for c in codes if c]
     if failed:
         ctx.exit(failed[0] if len(codes) == 1 else 3)
+
+
+# ----------------------------------------------------------------------------- one input
+@dataclass
+class _Job:
+    """What every input of one ``restore`` call shares (picklable: a worker rebuilds the set-up)."""
+
+    degrade: list[str]
+    opts: dict[str, Any]
+    out_dir: Path
+    sheet: bool
+    overwrite: bool
+    quiet: bool
+    save_state: Path | None
+    protect: list[Path]
+    preset_name: str
+    debug: bool
+
+    def setup(self) -> Any:
+        from dgp_toolkit.restoration import prepare_restore
+
+        o = self.opts
+        return prepare_restore(list(self.degrade), o["prior"], preset=o["preset"], label=o["class_"],
+                               device=o["device"], weights=o["weights"])
+
+
+def _name_clashes(entries: list[_Entry]) -> dict[int, str]:
+    """Inputs whose outputs would take the names of an earlier input's (index -> error)."""
+    names: dict[str, Path] = {}
+    clashes: dict[int, str] = {}
+    for index, entry in enumerate(entries):
+        if entry.error:
+            continue
+        name = entry.path.stem
+        if name in names:
+            clashes[index] = (f"its outputs would have the same names as those of {names[name]} "
+                              f"({name}_restored.png ...); restore it separately with another --output")
+        else:
+            names[name] = entry.path
+    return clashes
+
+
+def _new_record(entry: _Entry, setup: Any, preset_name: str) -> dict[str, Any]:
+    return {"input": str(entry.path), "output": None, "degradations": list(setup.specs),
+            "preset": preset_name, "class": setup.class_index, "seconds": None,
+            "observation": None, "result": None, "error": None}
+
+
+def _print_lines(console: Any, lines: list[tuple[str, str | None]]) -> None:
+    for text, style in lines:
+        if style == "error":
+            click.echo(text, err=True)
+        elif style == "traceback":
+            click.echo(text, err=True, nl=False)
+        else:
+            console.print(text, markup=False, style=style)
+
+
+def _restore_entry(setup: Any, job: _Job, entry: _Entry, pre_error: str | None, record: dict[str, Any],
+                   display: Any) -> tuple[int, list[tuple[str, str | None]]]:
+    """Restore one input and write its outputs; fills ``record`` (the JSON object) in place.
+
+    Returns the input's exit code (0, 1 or 2) and the lines for stderr (text, style). On
+    Ctrl-C, ``record`` says ``interrupted``, nothing of this input is left, and the
+    KeyboardInterrupt goes on.
+    """
+    from dgp_toolkit.errors import DGPError, DGPUsageError
+    from dgp_toolkit.restoration import full_resolution_task, json_safe, load_input, restore_input
+
+    o = job.opts
+    start = time.perf_counter()
+    lines: list[tuple[str, str | None]] = []
+    try:
+        if entry.error or pre_error:
+            raise DGPUsageError(entry.error or pre_error)
+        name = entry.path.stem
+        inp = load_input(entry.path)
+        setup.degradation.check_image_size(*inp.size)
+        full = full_resolution_task(setup, inp, fit=o["fit"], simulate=o["simulate"]) is not None
+        outputs = _planned_outputs(job.out_dir, name, sheet=job.sheet, full=full)
+        _check_free(outputs, job.overwrite, job.protect)
+        save_state = job.save_state
+        state_path = Path(str(save_state).replace("{name}", name)) if save_state is not None else None
+        if state_path is not None and state_path.exists() and not job.overwrite:
+            raise DGPUsageError(f"{state_path} already exists; pass --overwrite to replace it")
+        result = restore_input(setup, inp, fit=o["fit"], simulate=o["simulate"], seed=o["seed"],
+                               iterations_scale=o["iterations_scale"], progress=display,
+                               precision=o["precision"])
+        record.update(output=str(outputs["restored"]), **{"class": result.class_index},
+                      observation=_scores(result.metrics, "observation"),
+                      result=_scores(result.metrics, "result"))
+        run = {**result.config, "notes": result.notes, "metrics": result.metrics,
+               "outputs": {k: str(v) for k, v in outputs.items()},
+               "command": _command_line(entry.path, setup.specs, o, job.preset_name),
+               "history": result.history}
+        _write_outputs(result, outputs, json_safe(run), overwrite=job.overwrite, protect=job.protect)
+        if state_path is not None:
+            from dgp_toolkit.state import reconstruction_from_result, save_state as write_state
+
+            write_state(state_path, reconstruction_from_result(setup.prior, result, preset=setup.preset,
+                                                               seed=o["seed"], source=str(entry.path)),
+                        overwrite=job.overwrite, protect=job.protect)
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        if not job.quiet:
+            lines.append((_summary(name, result, record, setup.prior), None))
+            lines += [(f"  {note}", "dim") for note in result.notes]
+            if result.stopped == "non_finite":
+                lines.append((f"  warning: {result.message}", "yellow"))
+        return 0, lines
+    except KeyboardInterrupt:
+        record.update(error="interrupted", seconds=round(time.perf_counter() - start, 3), output=None)
+        raise
+    except Exception as exc:  # one bad input must not stop the batch
+        if isinstance(exc, DGPError):
+            message, code = str(exc), 2 if isinstance(exc, DGPUsageError) else 1
+        else:
+            if job.debug:
+                import traceback
+
+                lines.append(("".join(traceback.format_exception(exc)), "traceback"))
+            message, code = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}", 1
+            if not job.debug:
+                message += " (run `dgp-tool --debug restore ...` for the traceback)"
+        record.update(error=_error_line(entry.path, message), output=None,
+                      seconds=round(time.perf_counter() - start, 3))
+        lines.append((f"Error: {record['error']}", "error"))
+        return code, lines
+
+
+# ----------------------------------------------------------------------------- --workers N
+def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) -> None:
+    """One worker process: rebuild the set-up, then restore the inputs it is handed.
+
+    Messages to the parent: ``("ready", wid)``, ``("start", wid, index, name)``,
+    ``("progress", wid, index, stage, n_stages, step, total, loss)``, ``("done", wid, index,
+    record, code, lines)``, ``("interrupted", wid, index, record)``, ``("failed", wid,
+    message)``, ``("exit", wid)``.
+    """
+    import io
+    import signal
+    import sys
+
+    import torch
+
+    interrupted = []
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        # Only the first SIGINT interrupts: the terminal's Ctrl-C and the parent's forwarded
+        # one both arrive, and a second must not cut short the clean-up of the first.
+        if not interrupted:
+            interrupted.append(signum)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    torch.set_num_threads(threads)
+    index = None
+    try:
+        real_stderr, sys.stderr = sys.stderr, io.StringIO()  # plugin warnings: the parent showed them
+        try:
+            setup = job.setup()
+        finally:
+            sys.stderr = real_stderr
+        results.put(("ready", wid))
+        while True:
+            item = tasks.get()
+            if item is None:
+                break
+            index, entry, pre_error = item
+            results.put(("start", wid, index, entry.path.stem))
+
+            def progress(event: Any, index: int = index) -> None:
+                results.put(("progress", wid, index, event.stage, event.n_stages, event.step,
+                             event.total_steps, event.loss))
+
+            record = _new_record(entry, setup, job.preset_name)
+            try:
+                code, lines = _restore_entry(setup, job, entry, pre_error, record,
+                                             None if job.quiet else progress)
+            except KeyboardInterrupt:
+                results.put(("interrupted", wid, index, record))
+                return
+            results.put(("done", wid, index, record, code, lines))
+            index = None
+    except KeyboardInterrupt:
+        pass
+    except BaseException as exc:  # the set-up worked in the parent: this is unexpected
+        results.put(("failed", wid, f"worker {wid + 1}: unexpected {type(exc).__name__}: "
+                                    f"{' '.join(str(exc).split())}"))
+    finally:
+        results.put(("exit", wid))
+
+
+class _WorkerDisplay:
+    """One rich progress row per worker (terminals only), above the summary lines."""
+
+    def __init__(self, workers: int, enabled: bool) -> None:
+        from dgp_toolkit.cli.output import stderr_console
+
+        self.console = stderr_console()
+        self.progress = None
+        self.rows: dict[int, Any] = {}
+        if not enabled or not self.console.is_terminal:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+                                 console=self.console, transient=True)
+        for wid in range(workers):
+            self.rows[wid] = self.progress.add_task(f"worker {wid + 1}: starting", total=None, loss="-")
+
+    def __enter__(self) -> "_WorkerDisplay":
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def start(self, wid: int, name: str) -> None:
+        if self.progress is not None:
+            self.progress.reset(self.rows[wid], total=None, description=f"{name}: selecting a latent", loss="-")
+
+    def update(self, wid: int, name: str, stage: int, n_stages: int, step: int, total: int, loss: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.rows[wid], completed=step, total=total, loss=f"{loss:.4g}",
+                                 description=f"{name}: stage {stage + 1}/{n_stages}")
+
+    def idle(self, wid: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.rows[wid], description=f"worker {wid + 1}: idle", loss="-")
+
+    def print(self, lines: list[tuple[str, str | None]]) -> None:
+        _print_lines(self.console, lines)
+
+
+def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict[int, str], workers: int,
+                  metrics_path: Path | None) -> tuple[list[dict[str, Any]], list[int]]:
+    """Restore the inputs in ``workers`` processes; records and codes in input order.
+
+    Each worker takes the next input when it is free, with ``threads // workers`` torch
+    threads. Ctrl-C (in the parent or in a worker) stops every worker: the inputs in flight
+    are cleaned up and reported ``interrupted``, finished ones stay whole, and the
+    KeyboardInterrupt goes on (exit 130).
+    """
+    import multiprocessing
+    import queue as queue_module
+    import signal
+
+    import torch
+
+    mp = multiprocessing.get_context("spawn")  # the parent has torch's thread pools: no fork
+    todo = [i for i, e in enumerate(entries)]
+    workers = min(workers, len(todo))
+    threads = max(1, torch.get_num_threads() // workers)
+    tasks, results = mp.Queue(), mp.Queue()
+    for i in todo:
+        tasks.put((i, entries[i], pre_errors.get(i)))
+    for _ in range(workers):
+        tasks.put(None)
+    procs = [mp.Process(target=_worker_main, args=(wid, job, threads, tasks, results), daemon=True)
+             for wid in range(workers)]
+    done: dict[int, tuple[dict[str, Any], int]] = {}
+    running: dict[int, tuple[int, str]] = {}  # wid -> (index, name)
+    exited: set[int] = set()
+    interrupted: dict[int, dict[str, Any]] = {}
+    failure: str | None = None
+    display = _WorkerDisplay(workers, enabled=not job.quiet)
+
+    def handle(msg: tuple) -> None:
+        nonlocal failure
+        kind, wid = msg[0], msg[1]
+        if kind == "start":
+            running[wid] = (msg[2], msg[3])
+            display.start(wid, msg[3])
+        elif kind == "progress":
+            if wid in running:
+                display.update(wid, running[wid][1], *msg[3:])
+        elif kind == "done":
+            _, _, index, record, code, lines = msg
+            done[index] = (record, code)
+            running.pop(wid, None)
+            display.idle(wid)
+            display.print(lines)
+        elif kind == "interrupted":
+            interrupted[msg[2]] = msg[3]
+            running.pop(wid, None)
+        elif kind == "failed":
+            failure = failure or msg[2]
+        elif kind == "exit":
+            exited.add(wid)
+
+    def collect(until_all_exit: bool, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(exited) < len(procs) and time.monotonic() < deadline:
+            try:
+                handle(results.get(timeout=0.2))
+            except queue_module.Empty:
+                if all(not p.is_alive() for p in procs):
+                    # drain what they left, then stop
+                    try:
+                        while True:
+                            handle(results.get_nowait())
+                    except queue_module.Empty:
+                        break
+            if not until_all_exit and (interrupted or failure):
+                return
+
+    try:
+        with display:
+            for p in procs:
+                p.start()
+            collect(until_all_exit=False, timeout=float("inf"))
+            if interrupted or failure:
+                raise KeyboardInterrupt if interrupted else _WorkerFailure(failure or "")
+    except (KeyboardInterrupt, _WorkerFailure) as exc:
+        for p in procs:  # a terminal's Ctrl-C reached them too; a `kill -INT parent` did not
+            if p.is_alive() and p.pid is not None:
+                try:
+                    os.kill(p.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        try:
+            collect(until_all_exit=True, timeout=60.0)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+            pass
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join(5)
+        reported = {i: done[i][0] for i in done} | interrupted
+        for index, _name in running.values():  # in flight, but the worker could not say so
+            if index not in reported:
+                reported[index] = {**_new_record(entries[index], setup, job.preset_name), "error": "interrupted"}
+        _emit([reported[i] for i in sorted(reported)], metrics_path, job.overwrite)
+        if isinstance(exc, _WorkerFailure):
+            from dgp_toolkit.errors import DGPError
+
+            raise DGPError(str(exc)) from None
+        raise KeyboardInterrupt from None
+    for p in procs:
+        p.join(5)
+    missing = [i for i in todo if i not in done]
+    if missing:
+        from dgp_toolkit.errors import DGPError
+
+        raise DGPError(f"{len(missing)} input(s) were not restored: a worker process ended early")
+    return [done[i][0] for i in todo], [done[i][1] for i in todo]
+
+
+class _WorkerFailure(Exception):
+    """A worker process could not go on (its message is the error line)."""
 
 
 @hookimpl
