@@ -559,7 +559,7 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
 class _WorkerDisplay:
     """One rich progress row per worker (terminals only), above the summary lines."""
 
-    def __init__(self, workers: int, enabled: bool) -> None:
+    def __init__(self, workers: int, total: int, enabled: bool) -> None:
         from dgp_toolkit.cli.output import stderr_console
 
         self.console = stderr_console()
@@ -572,6 +572,7 @@ class _WorkerDisplay:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
                                  console=self.console, transient=True)
+        self.overall = self.progress.add_task(f"{total} inputs, {workers} workers", total=total, loss="-")
         for wid in range(workers):
             self.rows[wid] = self.progress.add_task(f"worker {wid + 1}: starting", total=None, loss="-")
 
@@ -593,9 +594,10 @@ class _WorkerDisplay:
             self.progress.update(self.rows[wid], completed=step, total=total, loss=f"{loss:.4g}",
                                  description=f"{name}: stage {stage + 1}/{n_stages}")
 
-    def idle(self, wid: int) -> None:
+    def finished(self, wid: int) -> None:
         if self.progress is not None:
             self.progress.update(self.rows[wid], description=f"worker {wid + 1}: idle", loss="-")
+            self.progress.advance(self.overall)
 
     def print(self, lines: list[tuple[str, str | None]]) -> None:
         _print_lines(self.console, lines)
@@ -632,7 +634,7 @@ def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict
     exited: set[int] = set()
     interrupted: dict[int, dict[str, Any]] = {}
     failure: str | None = None
-    display = _WorkerDisplay(workers, enabled=not job.quiet)
+    display = _WorkerDisplay(workers, len(todo), enabled=not job.quiet)
 
     def handle(msg: tuple) -> None:
         nonlocal failure
@@ -647,7 +649,7 @@ def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict
             _, _, index, record, code, lines = msg
             done[index] = (record, code)
             running.pop(wid, None)
-            display.idle(wid)
+            display.finished(wid)
             display.print(lines)
         elif kind == "interrupted":
             interrupted[msg[2]] = msg[3]
