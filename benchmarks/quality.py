@@ -38,8 +38,12 @@ Output folder (``--out``, default ``benchmarks/results/quality``):
 
 - ``rows.jsonl``: one line per (task, image), appended as each finishes. A rerun with the
   same settings skips what is there, so an interrupted run continues (Ctrl-C is safe);
-  other settings are refused unless ``--fresh``; ``--report`` runs nothing and writes the
-  outputs below from the rows so far (the table then says how many of the rows it holds);
+  other settings are refused unless ``--fresh``. Each row records a digest of every
+  method's preset (:func:`preset_digest`): after a preset changes, a rerun runs only the
+  methods whose preset changed on the rows already there (for a task preset: DGP and GAN
+  inversion, which uses it with the generator frozen), and the table never mixes scores of
+  two presets. ``--report`` runs nothing and writes the outputs below from the rows so far
+  (the table then says how many of the rows it holds; scores of changed presets are left out);
 - ``quality.md``: the table (mean and 95% confidence interval over images, t distribution,
   with N), ``quality.json``: the same summary plus every row, ``sheet.png``: the first
   ``--sheet-images`` images of each task with every method, ``presets/``: the preset file
@@ -71,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -78,7 +83,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -260,12 +265,14 @@ class Context:
 
 
 def evaluate_image(ctx: Context, task: str, clean: Any, *, dev_index: int, label: int, position: int,
-                   seed: int, image_dir: Path | None = None) -> dict[str, Any]:
-    """Every method on one clean image ``(3, R, R)`` in [-1, 1]; returns the row.
+                   seed: int, image_dir: Path | None = None, methods: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every method (or the generative ``methods`` given) on one clean image ``(3, R, R)`` in
+    [-1, 1]; returns the row.
 
     ``row["scores"][method]`` holds ``psnr`` and ``ssim`` (plus ``seconds`` and, for the
-    generative methods, the engine's class, steps and how it stopped). With ``image_dir``
-    the clean, observed and restored images are written there as PNGs.
+    generative methods, the engine's class, steps and how it stopped); ``row["presets"]``
+    the :func:`preset_digest` of each generative method's preset. With ``image_dir`` the
+    clean, observed and restored images are written there as PNGs.
     """
     import torch
 
@@ -291,7 +298,8 @@ def evaluate_image(ctx: Context, task: str, clean: Any, *, dev_index: int, label
         "classical": {**metrics["result"], "method": CLASSICAL[task], "seconds": seconds},
     }
     inp = load_input(clean[0].cpu())
-    for method in s.generative:
+    methods = tuple(s.generative if methods is None else methods)
+    for method in methods:
         result = restore_input(ctx.setup(task, method), inp, simulate=True, seed=int(seed),
                                iterations_scale=s.iterations_scale, check_every=s.check_every,
                                snapshot_stages=False, precision=s.precision)
@@ -306,7 +314,23 @@ def evaluate_image(ctx: Context, task: str, clean: Any, *, dev_index: int, label
     if image_dir is not None:
         _save_images(image_dir, task, position, images)
     return {"schema": SCHEMA, "task": task, "degradation": TASKS[task], "protocol": protocol, "position": position,
-            "dev_index": int(dev_index), "label": int(label), "seed": int(seed), "scores": scores}
+            "dev_index": int(dev_index), "label": int(label), "seed": int(seed), "scores": scores,
+            "presets": {m: preset_digest(ctx.preset(task, m)) for m in methods}}
+
+
+def preset_digest(preset: Any) -> str:
+    """What of a preset a row's scores depend on (selection, options, schedule; not its name,
+    description or file), as a short hash: a row is rerun for a method whose digest changed."""
+    data = preset.to_dict()
+    key = json.dumps({k: data[k] for k in ("select", "options", "schedule")}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def stale_methods(row: dict[str, Any], current: dict[str, str]) -> list[str]:
+    """The generative methods (keys of ``current``: method -> digest) that ``row`` lacks or
+    scored with another preset than the current one."""
+    made = row.get("presets") or {}
+    return [m for m in current if m not in row["scores"] or made.get(m) != current[m]]
 
 
 def _image_path(image_dir: Path, task: str, position: int, name: str) -> Path:
@@ -343,19 +367,33 @@ def _run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     clean = torch.from_numpy(job["clean"])
     return evaluate_image(_CONTEXT, job["task"], clean, dev_index=job["dev_index"], label=job["label"],
-                          position=job["position"], seed=job["seed"], image_dir=job["image_dir"])
+                          position=job["position"], seed=job["seed"], image_dir=job["image_dir"],
+                          methods=job.get("methods"))
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of a ``rows.jsonl`` file (a half-written last line, from a kill, is ignored)."""
-    rows = []
+    """The rows of a ``rows.jsonl`` file, one per (task, image): a later line replaces an
+    earlier one (a rerun of some methods appends the merged row); a half-written last line,
+    from a kill, is ignored."""
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-    return rows
+            rows.pop((row["task"], row["dev_index"]), None)
+            rows[(row["task"], row["dev_index"])] = row
+    return list(rows.values())
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace ``rows.jsonl`` with ``rows``, atomically (a kill leaves the old file or the new)."""
+    from dgp_toolkit.restoration import json_safe
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(json_safe(r)) + "\n" for r in rows))
+    os.replace(tmp, path)
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
@@ -372,18 +410,26 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def run_jobs(jobs: list[dict[str, Any]], settings: Settings, rows_path: Path, workers: int) -> int:
+def run_jobs(jobs: list[dict[str, Any]], settings: Settings, rows_path: Path, workers: int,
+             earlier: dict[tuple[str, int], dict[str, Any]] | None = None) -> int:
     """Run ``jobs``, appending each row as it comes; returns the number done.
 
+    A job with ``methods`` reruns only those for a row of ``earlier`` (keyed by task and dev
+    index): the appended row is the earlier one with those methods' scores replaced.
     Workers ignore Ctrl-C: the parent stops them (their unfinished images are simply
     run again next time) and re-raises ``KeyboardInterrupt``.
     """
     done = 0
     t0 = time.perf_counter()
+    earlier = earlier or {}
 
     def report(row: dict[str, Any]) -> None:
         nonlocal done
         done += 1
+        old = earlier.get((row["task"], row["dev_index"]))
+        if old is not None:
+            row = {**old, **row, "scores": {**old["scores"], **row["scores"]},
+                   "presets": {**(old.get("presets") or {}), **row["presets"]}}
         _append(rows_path, row)
         sc = row["scores"]
         line = ", ".join(f"{m} {sc[m]['psnr']:.2f}" for m in METHODS if sc.get(m, {}).get("psnr") is not None)
@@ -597,27 +643,52 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore", UserWarning)
     ctx = Context(settings)
     (out / "presets").mkdir(exist_ok=True)
+    from dgp_toolkit.presets import load_preset
     from dgp_toolkit.priors.dip import preset_toml
 
+    current = {task: {m: preset_digest(ctx.preset(task, m)) for m in settings.generative} for task in tasks}
+    rows = read_rows(rows_path)
+    if any("presets" not in r for r in rows):
+        # Rows from before rows recorded their presets were made with the preset files this
+        # folder holds (each run writes them): take their digests from those files.
+        def file_digest(task: str, method: str) -> str | None:
+            path = out / "presets" / f"{method}-{task}.toml"
+            return preset_digest(load_preset(path, ctx.prior)) if path.is_file() else None
+
+        for r in rows:
+            if "presets" not in r:
+                r["presets"] = {m: file_digest(r["task"], m) for m in GENERATIVE if m in r["scores"]}
+        write_rows(rows_path, rows)
     for task in tasks:
         for method in settings.generative:
             (out / "presets" / f"{method}-{task}.toml").write_text(preset_toml(ctx.preset(task, method)))
     del ctx  # the workers load their own priors
 
     images, indices, labels = dev_subset(args.n)
-    done = {(r["task"], r["dev_index"]) for r in read_rows(rows_path)}
-    jobs = [{"task": task, "clean": images[k].numpy(), "dev_index": indices[k], "label": labels[k], "position": k,
-             "seed": args.seed + k, "image_dir": out / "images" if k < args.sheet_images else None}
-            for k in range(len(indices)) for task in tasks if (task, indices[k]) not in done]
+    earlier = {(r["task"], r["dev_index"]): r for r in rows}
+    jobs, reruns = [], 0
+    for k in range(len(indices)):
+        for task in tasks:
+            job = {"task": task, "clean": images[k].numpy(), "dev_index": indices[k], "label": labels[k],
+                   "position": k, "seed": args.seed + k, "image_dir": out / "images" if k < args.sheet_images else None}
+            row = earlier.get((task, indices[k]))
+            if row is None:
+                jobs.append(job)
+            elif stale := stale_methods(row, current[task]):
+                jobs.append({**job, "methods": stale})
+                reruns += 1
     wanted_rows = len(indices) * len(tasks)
     if args.report:
-        print(f"report: {wanted_rows - len(jobs)} of {wanted_rows} (task, image) rows in {rows_path}", file=sys.stderr)
+        print(f"report: {wanted_rows - len(jobs) + reruns} of {wanted_rows} (task, image) rows in {rows_path}"
+              + (f"; {reruns} of them have methods scored with other presets, left out" if reruns else ""),
+              file=sys.stderr)
         jobs = []
     else:
-        print(f"{len(jobs)} (task, image) pairs to run, {len(done)} already in {rows_path}", file=sys.stderr)
+        print(f"{len(jobs) - reruns} (task, image) pairs to run and {reruns} to rerun for a changed preset; "
+              f"{len(earlier)} rows in {rows_path}", file=sys.stderr)
     t0 = time.perf_counter()
     try:
-        run_jobs(jobs, settings, rows_path, args.workers)
+        run_jobs(jobs, settings, rows_path, args.workers, earlier)
     except KeyboardInterrupt:
         print(f"interrupted; finished rows are kept in {rows_path}: run the same command again to continue",
               file=sys.stderr)
@@ -625,7 +696,12 @@ def main(argv: list[str] | None = None) -> int:
     wall = None if args.report else time.perf_counter() - t0
 
     keep = set(indices)
-    rows = [r for r in read_rows(rows_path) if r["task"] in tasks and r["dev_index"] in keep]
+    rows = read_rows(rows_path)
+    write_rows(rows_path, rows)  # one line per row again
+    rows = [r for r in rows if r["task"] in tasks and r["dev_index"] in keep]
+    for r in rows:  # only scores of the presets as they are now
+        for m in stale_methods(r, current[r["task"]]):
+            r["scores"].pop(m, None)
     summary = summarize(rows, tasks)
     command = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--report"]
     meta = {"command": "python benchmarks/quality.py " + " ".join(command),

@@ -50,7 +50,8 @@ def test_one_image_every_task_gives_a_complete_row(quality, context, tmp_path):
         row = quality.evaluate_image(context, task, scene(), dev_index=7, label=3, position=0, seed=5,
                                      image_dir=tmp_path / "images")
         assert {"schema", "task", "degradation", "protocol", "position", "dev_index", "label", "seed",
-                "scores"} == set(row)
+                "scores", "presets"} == set(row)
+        assert set(row["presets"]) == set(quality.GENERATIVE)
         assert (row["task"], row["dev_index"], row["label"], row["seed"]) == (task, 7, 3, 5)
         scores = row["scores"]
         assert set(scores) == set(quality.METHODS)
@@ -216,3 +217,35 @@ def test_dip_settings_matter_only_when_dip_runs(quality):
     assert quality._comparable(a) == quality._comparable(b)
     a["methods"] = b["methods"] = "gan-inversion,dip,dgp"
     assert quality._comparable(a) != quality._comparable(b)
+
+
+def test_a_changed_preset_reruns_only_its_method_on_the_rows_there(quality, tiny_biggan, tmp_path, monkeypatch):
+    if not (ROOT.parent / "shared" / "data" / "cifar10" / "test_dev_jpeg.npz").exists():
+        pytest.skip("the CIFAR-10 dev split is not here")
+    out = tmp_path / "q"
+    args = ["--n", "1", "--tasks", "denoising", "--methods", "dip,dgp", "--iterations-scale", "0.005",
+            "--select-num", "2", "--workers", "1", "--sheet-images", "0", "--out", str(out)]
+    monkeypatch.setitem(quality.DIP_ITERATIONS, "denoising", 200)  # 1 step at this scale
+    assert quality.main(args) == 0
+    first = quality.read_rows(out / "rows.jsonl")
+    assert len(first) == 1 and set(first[0]["presets"]) == {"dip", "dgp"}
+    # A row from before rows recorded their presets takes the digests of the folder's preset
+    # files (what it ran with): nothing reruns (the seconds are those of the first run).
+    legacy = {k: v for k, v in first[0].items() if k != "presets"}
+    (out / "rows.jsonl").write_text(json.dumps(legacy) + "\n")
+    assert quality.main(args) == 0
+    assert quality.read_rows(out / "rows.jsonl") == first
+    # DIP's preset changes: only DIP reruns on the row; DGP's scores stay as they were.
+    monkeypatch.setitem(quality.DIP_ITERATIONS, "denoising", 400)
+    assert quality.main(args + ["--report"]) == 0  # before the rerun, the table leaves the stale DIP out
+    assert "| denoising | dip |" not in (out / "quality.md").read_text()
+    assert "| denoising | dgp |" in (out / "quality.md").read_text()
+    assert quality.main(args) == 0
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    assert len(lines) == 1  # the merged row replaced the old one
+    row = json.loads(lines[0])
+    assert row["scores"]["dgp"] == first[0]["scores"]["dgp"]
+    assert (first[0]["scores"]["dip"]["steps"], row["scores"]["dip"]["steps"]) == (1, 2)
+    assert row["presets"]["dgp"] == first[0]["presets"]["dgp"]
+    assert row["presets"]["dip"] != first[0]["presets"]["dip"]
+    assert "| denoising | dip |" in (out / "quality.md").read_text()
