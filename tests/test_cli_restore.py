@@ -345,6 +345,24 @@ def test_ctrl_c_in_a_worker_stops_all_and_leaves_only_whole_outputs(run, interru
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_a_worker_that_dies_costs_only_its_input(run, plugin_dist, tmp_path):
+    plugin_dist("dgp-die", entry_points={"die": "die_plugin"}, modules={"die_plugin": INTERRUPT_PLUGIN.replace(
+        "raise KeyboardInterrupt", "import os; os._exit(9)").replace('"interrupt"', '"die"')})
+    for i, name in enumerate("abc"):
+        save_image(tmp_path / f"{name}.png", seed=i)
+    calibrate = run("a.png", "--degrade", "die", "--quiet", out="calibrate")
+    assert calibrate.exit_code == 0, calibrate.stderr
+    per_image = len(sys.modules["die_plugin"].CALLS)
+    # the worker that takes the third input (its second) dies in it
+    result = run("a.png", "b.png", "c.png", "--degrade", f"die:after={per_image + 2}", "--quiet", "--workers", "2")
+    assert result.exit_code == 3, result.stderr
+    records = json.loads(result.stdout)
+    assert [r["error"] is None for r in records] == [True, True, False]
+    assert "c.png: its worker process ended before it was restored" in records[2]["error"]
+    assert [line for line in error_lines(result.stderr) if line.startswith("Error:")] == [f"Error: {records[2]['error']}"]
+    assert not [f for f in files(tmp_path / "out") if f.startswith("c_")]
+
+
 SLOW_PLUGIN = """
 import os
 import time

@@ -709,11 +709,13 @@ def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict
         raise KeyboardInterrupt from None
     for p in procs:
         p.join(5)
-    missing = [i for i in todo if i not in done]
-    if missing:
-        from dgp_toolkit.errors import DGPError
-
-        raise DGPError(f"{len(missing)} input(s) were not restored: a worker process ended early")
+    for i in todo:  # a worker that died (killed, out of memory) took its input with it
+        if i not in done:
+            record = _new_record(entries[i], setup, job.preset_name)
+            record["error"] = _error_line(entries[i].path, "its worker process ended before it was restored "
+                                                           "(killed or out of memory?); run it again")
+            done[i] = (record, 1)
+            click.echo(f"Error: {record['error']}", err=True)
     return [done[i][0] for i in todo], [done[i][1] for i in todo]
 
 
