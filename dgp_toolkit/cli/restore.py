@@ -1,4 +1,5 @@
-"""``dgp-tool restore``: restore images with a deep generative prior, one after the other.
+"""``dgp-tool restore``: restore images with a deep generative prior, one after the other
+(or ``--workers N`` at a time, in N processes).
 
 Everything that can be checked before any work is (exit 2): the degradations, the
 prior, the class, the preset, the device, the output folder and the metrics file. Then
@@ -54,6 +55,7 @@ Examples:
   dgp-tool restore photo.png --degrade gray
   dgp-tool restore small.png --degrade downsample:factor=4 --class cat --sheet
   dgp-tool restore photos/ --degrade blur:sigma=2 --simulate --metrics scores.json
+  dgp-tool restore photos/ --degrade gray --workers 2   # two images at a time
 """
 
 
