@@ -249,3 +249,18 @@ def test_a_changed_preset_reruns_only_its_method_on_the_rows_there(quality, tiny
     assert row["presets"]["dgp"] == first[0]["presets"]["dgp"]
     assert row["presets"]["dip"] != first[0]["presets"]["dip"]
     assert "| denoising | dip |" in (out / "quality.md").read_text()
+
+
+def test_gan_inversion_gets_its_own_schedule_where_the_preset_is_a_short_fast_fit(quality):
+    from dgp_toolkit.presets import load_preset
+
+    ctx = quality.Context(quality.Settings(select_num=None))
+    for task in quality.TASKS:
+        gi, dgp = ctx.preset(task, "gan-inversion"), ctx.preset(task, "dgp")
+        assert gi.schedule.name == "latent-only" and all(st.group_lr(0) == 0 for st in gi.schedule.stages)
+        assert gi.select_num == dgp.select_num
+        own = quality.GAN_INVERSION_PRESETS / f"gan-inversion-{task}.toml"
+        expected = load_preset(own) if own.is_file() else load_preset(task, family="biggan-32")
+        assert gi.schedule.total_iterations == expected.schedule.total_iterations
+    assert ctx.preset("super-resolution", "gan-inversion").schedule.total_iterations == 1000
+    assert ctx.preset("super-resolution", "dgp").schedule.total_iterations == 200
