@@ -7,7 +7,6 @@ and is replaced by the text generated from its source (figures are never typed b
 
 =================  =========================================================
 ``prior-quality``  ``benchmarks/results/prior_quality.json`` (``prior_quality.py --json``)
-``quality``        ``benchmarks/results/quality/quality.md`` (``quality.py``)
 ``quality-100``    ``benchmarks/results/quality-100/quality.md`` (``quality.py --n 100 ...``)
 ``speed``          ``benchmarks/results/speed/speed.md`` (``speed.py``)
 ``engine-speed``   ``benchmarks/results/engine_vs_reference_n20.json`` (``engine_vs_reference.py --n 20 --json``)
@@ -66,7 +65,6 @@ def engine_speed_table(path: Path) -> str:
 
 SOURCES = {
     "prior-quality": (RESULTS / "prior_quality.json", prior_quality_table),
-    "quality": (RESULTS / "quality" / "quality.md", lambda p: p.read_text()),
     "quality-100": (RESULTS / "quality-100" / "quality.md", lambda p: p.read_text()),
     "speed": (RESULTS / "speed" / "speed.md", lambda p: p.read_text()),
     "engine-speed": (RESULTS / "engine_vs_reference_n20.json", engine_speed_table),
