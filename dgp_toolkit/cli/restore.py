@@ -172,14 +172,13 @@ def _command_line(path: Path, specs: list[str], opts: dict[str, Any], preset_nam
     return shlex.join(args)
 
 
-class _ProgressDisplay:
-    """A rich progress bar on stderr for one image: stage, step, loss, elapsed, ETA."""
+class _LiveBars:
+    """Rich progress rows on stderr, shown on terminals only (logs get the summary lines)."""
 
-    def __init__(self, name: str, enabled: bool) -> None:
-        self.name = name
-        self.progress = None
-        if not enabled:
-            return
+    progress: Any = None
+
+    @staticmethod
+    def make(console: Any) -> Any:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -189,18 +188,11 @@ class _ProgressDisplay:
             TimeRemainingColumn,
         )
 
-        from dgp_toolkit.cli.output import stderr_console
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
 
-        console = stderr_console()
-        if not console.is_terminal:  # logs get the one-line summary only
-            return
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
-                                 TextColumn("ETA"), TimeRemainingColumn(),
-                                 console=console, transient=True)
-        self.task = self.progress.add_task(f"{name}: selecting a latent", total=None, loss="-")
-
-    def __enter__(self) -> "_ProgressDisplay":
+    def __enter__(self) -> "_LiveBars":
         if self.progress is not None:
             self.progress.start()
         return self
@@ -208,6 +200,19 @@ class _ProgressDisplay:
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+class _ProgressDisplay(_LiveBars):
+    """One image's bar: stage, step, loss, elapsed, ETA."""
+
+    def __init__(self, name: str, enabled: bool) -> None:
+        from dgp_toolkit.cli.output import stderr_console
+
+        self.name = name
+        console = stderr_console()
+        if enabled and console.is_terminal:
+            self.progress = self.make(console)
+            self.task = self.progress.add_task(f"{name}: selecting a latent", total=None, loss="-")
 
     def __call__(self, event: Any) -> None:
         if self.progress is None:
@@ -558,34 +563,19 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
         results.put(("exit", wid))
 
 
-class _WorkerDisplay:
-    """One rich progress row per worker (terminals only), above the summary lines."""
+class _WorkerDisplay(_LiveBars):
+    """One progress row per worker, under a row counting the inputs done."""
 
     def __init__(self, workers: int, total: int, enabled: bool) -> None:
         from dgp_toolkit.cli.output import stderr_console
 
         self.console = stderr_console()
-        self.progress = None
         self.rows: dict[int, Any] = {}
-        if not enabled or not self.console.is_terminal:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
-                                 console=self.console, transient=True)
-        self.overall = self.progress.add_task(f"{total} inputs, {workers} workers", total=total, loss="-")
-        for wid in range(workers):
-            self.rows[wid] = self.progress.add_task(f"worker {wid + 1}: starting", total=None, loss="-")
-
-    def __enter__(self) -> "_WorkerDisplay":
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        if enabled and self.console.is_terminal:
+            self.progress = self.make(self.console)
+            self.overall = self.progress.add_task(f"{total} inputs, {workers} workers", total=total, loss="-")
+            for wid in range(workers):
+                self.rows[wid] = self.progress.add_task(f"worker {wid + 1}: starting", total=None, loss="-")
 
     def start(self, wid: int, name: str) -> None:
         if self.progress is not None:
