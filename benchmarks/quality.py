@@ -665,10 +665,12 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             if "presets" not in r:
                 r["presets"] = {m: file_digest(r["task"], m) for m in GENERATIVE if m in r["scores"]}
-        write_rows(rows_path, rows)
-    for task in tasks:
-        for method in settings.generative:
-            (out / "presets" / f"{method}-{task}.toml").write_text(preset_toml(ctx.preset(task, method)))
+        if not args.report:
+            write_rows(rows_path, rows)
+    if not args.report:  # --report only reads the rows (a run may be appending to them)
+        for task in tasks:
+            for method in settings.generative:
+                (out / "presets" / f"{method}-{task}.toml").write_text(preset_toml(ctx.preset(task, method)))
     del ctx  # the workers load their own priors
 
     images, indices, labels = dev_subset(args.n)
@@ -703,8 +705,9 @@ def main(argv: list[str] | None = None) -> int:
     wall = None if args.report else time.perf_counter() - t0
 
     keep = set(indices)
-    rows = read_rows(rows_path)
-    write_rows(rows_path, rows)  # one line per row again
+    if not args.report:
+        rows = read_rows(rows_path)
+        write_rows(rows_path, rows)  # one line per row again
     rows = [r for r in rows if r["task"] in tasks and r["dev_index"] in keep]
     for r in rows:  # only scores of the presets as they are now
         for m in stale_methods(r, current[r["task"]]):

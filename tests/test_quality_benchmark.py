@@ -233,6 +233,11 @@ def test_a_changed_preset_reruns_only_its_method_on_the_rows_there(quality, tiny
     # files (what it ran with): nothing reruns (the seconds are those of the first run).
     legacy = {k: v for k, v in first[0].items() if k != "presets"}
     (out / "rows.jsonl").write_text(json.dumps(legacy) + "\n")
+    presets_before = {f.name: f.read_text() for f in (out / "presets").iterdir()}
+    assert quality.main(args + ["--report"]) == 0  # reads only: a run may be appending to the rows
+    assert (out / "rows.jsonl").read_text() == json.dumps(legacy) + "\n"
+    assert {f.name: f.read_text() for f in (out / "presets").iterdir()} == presets_before
+    assert "| denoising | dip |" in (out / "quality.md").read_text()
     assert quality.main(args) == 0
     assert quality.read_rows(out / "rows.jsonl") == first
     # DIP's preset changes: only DIP reruns on the row; DGP's scores stay as they were.
