@@ -124,7 +124,7 @@ DIP_ITERATIONS = {"colorization": 2000, "inpainting": 500, "super-resolution": 5
 #: GAN inversion runs the task's preset with the generator frozen (the ``latent-only``
 #: schedule), except where a file ``gan-inversion-TASK.toml`` here gives its schedule: for
 #: the tasks whose shipped preset is a short fast fit of the generator (super-resolution,
-#: deblurring: 200-300 steps), too few steps for the latent alone; those files hold the
+#: deblurring: 300 steps), too few steps for the latent alone; those files hold the
 #: 1,000-step schedules of the session-3 presets.
 GAN_INVERSION_PRESETS = ROOT / "benchmarks" / "presets"
 SCHEMA = 1

@@ -268,4 +268,4 @@ def test_gan_inversion_gets_its_own_schedule_where_the_preset_is_a_short_fast_fi
         expected = load_preset(own) if own.is_file() else load_preset(task, family="biggan-32")
         assert gi.schedule.total_iterations == expected.schedule.total_iterations
     assert ctx.preset("super-resolution", "gan-inversion").schedule.total_iterations == 1000
-    assert ctx.preset("super-resolution", "dgp").schedule.total_iterations == 200
+    assert ctx.preset("super-resolution", "dgp").schedule.total_iterations == 300
