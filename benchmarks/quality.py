@@ -658,9 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     if any("presets" not in r for r in rows):
         # Rows from before rows recorded their presets were made with the preset files this
         # folder holds (each run writes them): take their digests from those files.
-        def file_digest(task: str, method: str) -> str | None:
+        def file_digest(task: str, method: str, prior: Any = ctx.prior) -> str | None:
             path = out / "presets" / f"{method}-{task}.toml"
-            return preset_digest(load_preset(path, ctx.prior)) if path.is_file() else None
+            return preset_digest(load_preset(path, prior)) if path.is_file() else None
 
         for r in rows:
             if "presets" not in r:

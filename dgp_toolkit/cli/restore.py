@@ -326,7 +326,7 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
     opts = dict(prior=prior, weights=weights, class_=class_, preset=preset, seed=seed, device=device,
                 fit=fit, simulate=simulate, iterations_scale=iterations_scale, precision=precision)
     from dgp_toolkit.cli.output import stderr_console
-    from dgp_toolkit.errors import DGPError, DGPUsageError
+    from dgp_toolkit.errors import DGPUsageError
     from dgp_toolkit.restoration import prepare_restore
 
     console = stderr_console()
@@ -504,7 +504,7 @@ def _restore_entry(setup: Any, job: _Job, entry: _Entry, pre_error: str | None, 
 def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) -> None:
     """One worker process: rebuild the set-up, then restore the inputs it is handed.
 
-    Messages to the parent: ``("ready", wid)``, ``("start", wid, index, name)``,
+    Messages to the parent: ``("start", wid, index, name)``,
     ``("progress", wid, index, stage, n_stages, step, total, loss)``, ``("done", wid, index,
     record, code, lines)``, ``("interrupted", wid, index, record)``, ``("failed", wid,
     message)``, ``("exit", wid)``.
@@ -526,14 +526,12 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
 
     signal.signal(signal.SIGINT, on_sigint)
     torch.set_num_threads(threads)
-    index = None
     try:
         real_stderr, sys.stderr = sys.stderr, io.StringIO()  # plugin warnings: the parent showed them
         try:
             setup = job.setup()
         finally:
             sys.stderr = real_stderr
-        results.put(("ready", wid))
         while True:
             item = tasks.get()
             if item is None:
@@ -553,7 +551,6 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
                 results.put(("interrupted", wid, index, record))
                 return
             results.put(("done", wid, index, record, code, lines))
-            index = None
     except KeyboardInterrupt:
         pass
     except BaseException as exc:  # the set-up worked in the parent: this is unexpected
@@ -611,7 +608,7 @@ def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict
     import torch
 
     mp = multiprocessing.get_context("spawn")  # the parent has torch's thread pools: no fork
-    todo = [i for i, e in enumerate(entries)]
+    todo = list(range(len(entries)))
     workers = min(workers, len(todo))
     threads = max(1, torch.get_num_threads() // workers)
     tasks, results = mp.Queue(), mp.Queue()

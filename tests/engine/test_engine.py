@@ -7,7 +7,7 @@ import torch
 
 import dgp_toolkit
 from dgp_toolkit.engine import DGPRun, draw_candidates, run_dgp, score_candidates
-from dgp_toolkit.errors import DGPError, DGPUsageError
+from dgp_toolkit.errors import DGPUsageError
 from dgp_toolkit.plugins.schedules import Schedule, build_schedule
 from dgp_toolkit.presets import list_presets, load_preset, task_for_degradations
 
