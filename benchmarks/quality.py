@@ -82,6 +82,7 @@ import os
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -316,7 +317,8 @@ def evaluate_image(ctx: Context, task: str, clean: Any, *, dev_index: int, label
                                f"than the benchmark ({scores['observation']['psnr']:.4f} dB)")
         scores[method] = {**result.metrics["result"], "seconds": result.seconds,
                           "select_s": result.timings.get("select_s"), "optimize_s": result.timings.get("optimize_s"),
-                          "class": result.class_index, "steps": len(result.history), "stopped": result.stopped}
+                          "class": result.class_index, "steps": len(result.history), "stopped": result.stopped,
+                          "machine": machine()}
         images[method] = result.tensor
     if image_dir is not None:
         _save_images(image_dir, task, position, images)
@@ -531,6 +533,9 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"{s['select_num'] or 'as the preset'}; "
         + (f"DIP {_dip_steps(s)} (scaled too) at lr {s['dip_lr']}; " if "dip" in s.get("methods", "dip") else "")
         + f"engine precision {s.get('precision', 'float32')}.",
+        *([f"The restorations (method runs) were computed on "
+           + "; ".join(f"{m} ({n})" for m, n in sorted(meta["row_machines"].items(), key=lambda kv: -kv[1]))
+           + ": seconds per image depend on the machine."] if len(meta.get("row_machines") or {}) > 1 else []),
         *(["", f"**Partial: {meta['rows_done']} of {meta['rows_wanted']} (task, image) rows so far**; the same "
            "command continues the run."] if meta.get("rows_done", 0) < meta.get("rows_wanted", 0) else []),
         "",
@@ -718,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "workers": args.workers, "wall_s": wall, "settings": wanted,
             "compute_s": sum(v.get("seconds") or 0.0 for r in rows for v in r["scores"].values()),
+            "row_machines": dict(Counter(v.get("machine", "not recorded") for r in rows for v in r["scores"].values()
+                                         if v.get("seconds") is not None and "steps" in v)),
             "n": args.n, "tasks": tasks, "rows_done": len(rows), "rows_wanted": wanted_rows,
             "torch": torch.__version__, "classical": CLASSICAL}
     (out / "quality.json").write_text(json.dumps(json_safe({**meta, "summary": summary, "rows": rows}), indent=2) + "\n")

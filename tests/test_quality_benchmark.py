@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 METHOD_KEYS = {"psnr", "ssim", "seconds"}
-GENERATIVE_KEYS = METHOD_KEYS | {"select_s", "optimize_s", "class", "steps", "stopped"}
+GENERATIVE_KEYS = METHOD_KEYS | {"select_s", "optimize_s", "class", "steps", "stopped", "machine"}
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +200,10 @@ def test_a_partial_run_says_so(quality, tmp_path):
     meta.update(rows_done=500, settings={**meta["settings"], "methods": "dip,dgp"})
     table = quality.markdown(quality.summarize(rows, ["denoising"]), meta)
     assert "Partial" not in table and "DIP steps per task colorization 2000" in table
+    assert "computed on" not in table  # one machine (or none recorded): the header's line says it
+    meta["row_machines"] = {"Xeon, 2 cores": 30, "EPYC, 2 cores": 10}
+    table = quality.markdown(quality.summarize(rows, ["denoising"]), meta)
+    assert "computed on Xeon, 2 cores (30); EPYC, 2 cores (10)" in table
     with pytest.raises(SystemExit) as err:  # nothing to report
         quality.main(["--report", "--out", str(tmp_path / "none")])
     assert err.value.code == 2
