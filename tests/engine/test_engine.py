@@ -225,7 +225,9 @@ def test_bf16_precision_tracks_float32_and_keeps_float32_state(prior):
     for a, b in zip(ref.history, bf.history):
         assert abs(a["loss"] - b["loss"]) < 0.05 * abs(a["loss"]), (a, b)
     assert bf.history[-1]["mse"] < 0.5 * bf.history[0]["mse"]
-    assert (bf.image - ref.image).abs().mean() < 0.02
+    # images in [-1, 1]: under 0.02 apart on the Intel Xeon with AMX it was written on, 0.023 on an AMD EPYC with AVX-512 BF16
+    # (other bf16 kernels, other rounding); a broken bf16 path lands far beyond 0.04
+    assert (bf.image - ref.image).abs().mean() < 0.04
 
 
 def test_channels_last_changes_layout_only(prior):
