@@ -43,6 +43,10 @@ class ProgressEvent:
     total_steps: int
     loss: float
     elapsed_s: float
+    #: with several restorations averaged (a preset's ``runs``): this one's index and the
+    #: count; ``step`` and ``total_steps`` then count the steps of all runs
+    run: int = 0
+    n_runs: int = 1
 
 
 @dataclasses.dataclass

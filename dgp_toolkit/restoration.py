@@ -27,6 +27,7 @@ Loading a prior takes a moment: for many images load it once and pass the object
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import os
 import platform
@@ -317,7 +318,7 @@ def _task_of(steps: Sequence[Any]) -> str:
 def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", simulate: bool = False, seed: int = 0,
                   iterations_scale: float = 1.0, progress: Callable[[Any], None] | None = None,
                   check_every: int = 50, snapshot_stages: bool = True,
-                  precision: str = "auto") -> RestoreResult:
+                  precision: str = "auto", runs: int | None = None) -> RestoreResult:
     """Restore one loaded image with a prepared set-up (the body of :func:`restore`)."""
     import torch
 
@@ -355,14 +356,26 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
         raise DGPError(f"the degradation {' + '.join(setup.specs) or 'identity'} gave a target of shape "
                        f"{tuple(target.shape)}, expected (1, 3, {side}, {side})")
 
-    res = run_dgp(prior, degradation, target, preset=setup.preset, seed=seed, class_index=setup.class_index,
-                  iterations_scale=iterations_scale, progress=progress, check_every=check_every,
-                  snapshot_stages=snapshot_stages, precision=precision)
+    n_runs = int(setup.preset.runs if runs is None else runs)
+    if isinstance(runs, bool) or n_runs < 1:
+        raise DGPUsageError(f"runs must be a whole number >= 1, got {runs!r}")
+    results = []
+    for r in range(n_runs):
+        results.append(run_dgp(prior, degradation, target, preset=setup.preset, seed=seed + r,
+                               class_index=setup.class_index, iterations_scale=iterations_scale,
+                               progress=_run_progress(progress, r, n_runs), check_every=check_every,
+                               snapshot_stages=snapshot_stages and r == 0, precision=precision))
+    res = results[0]
     with torch.no_grad():
-        raw = res.image.detach()
+        # several runs: their mean (the estimate of the posterior mean) is the result
+        raw = results[0].image.detach() if n_runs == 1 else torch.stack([x.image.detach() for x in results]).mean(0)
         finished = degradation.finish(raw, target).clamp(-1, 1)
-    if res.stopped == "non_finite":
-        notes.append(f"the run stopped early: {res.message}")
+    for r, x in enumerate(results):
+        if x.stopped == "non_finite":
+            notes.append(f"the run{f' {r + 1}' if n_runs > 1 else ''} stopped early: {x.message}")
+    if n_runs > 1:
+        notes.append(f"the mean of {n_runs} restorations (seeds {seed}..{seed + n_runs - 1}, classes "
+                     f"{', '.join(str(int(x.class_index)) for x in results)}); z, class and generator are the first's")
 
     task = setup.protocol
     metrics = setup.score(finished, target, clean) if simulate else None
@@ -373,14 +386,33 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
     seconds = time.perf_counter() - start
     class_index = int(res.class_index)
     config = _config(setup, inp, res, fit=fit, simulate=simulate, seed=seed, iterations_scale=iterations_scale,
-                     check_every=check_every, class_index=class_index, precision=res.config.get("precision", precision))
+                     check_every=check_every, class_index=class_index, precision=res.config.get("precision", precision),
+                     runs=n_runs)
+    if n_runs > 1:
+        config["run_classes"] = [int(x.class_index) for x in results]
+        config["stopped"] = "non_finite" if any(x.stopped == "non_finite" for x in results) else res.stopped
+        config["timings"] = {k: sum(float((x.timings or {}).get(k, 0.0)) for x in results) for k in (res.timings or {})}
+    history = list(res.history) if n_runs == 1 else [
+        {**h, "run": r} for r, x in enumerate(results) for h in x.history]
     return RestoreResult(
         image=to_pil(finished), observation=to_pil(target), input=fitted, tensor=finished.cpu(), raw=raw.cpu(),
-        metrics=metrics, history=list(res.history), config=config, z=res.z.detach().cpu(), class_index=class_index,
+        metrics=metrics, history=history, config=config, z=res.z.detach().cpu(), class_index=class_index,
         generator_state=_generator_state(res), notes=notes, full_resolution=full,
-        snapshots=[s.detach().cpu() for s in (res.snapshots or [])], stopped=res.stopped,
-        message=res.message or "", timings=dict(res.timings or {}), seconds=seconds,
+        snapshots=[s.detach().cpu() for s in (res.snapshots or [])], stopped=config["stopped"],
+        message=res.message or "", timings=dict(config["timings"]), seconds=seconds,
         instance_norm=_instance_norm(res))
+
+
+def _run_progress(progress: Callable[[Any], None] | None, run: int, n_runs: int) -> Callable[[Any], None] | None:
+    """``progress`` for run ``run`` of ``n_runs``: its events carry the run and count the
+    steps of all runs together."""
+    if progress is None or n_runs == 1:
+        return progress
+
+    def report(event: Any) -> None:
+        progress(dataclasses.replace(event, step=run * event.total_steps + event.step,
+                                     total_steps=n_runs * event.total_steps, run=run, n_runs=n_runs))
+    return report
 
 
 def _instance_norm(res: Any) -> dict[str, Any] | None:
@@ -406,7 +438,8 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
             label: int | str | None = None, seed: int = 0, device: str | None = None,
             weights: str | os.PathLike | None = None, fit: str = "crop", simulate: bool = False,
             iterations_scale: float = 1.0, progress: Callable[[Any], None] | None = None,
-            check_every: int = 50, snapshot_stages: bool = True, precision: str = "auto") -> RestoreResult:
+            check_every: int = 50, snapshot_stages: bool = True, precision: str = "auto",
+            runs: int | None = None) -> RestoreResult:
     """Restore ``image`` with a deep generative prior; returns a :class:`RestoreResult`.
 
     Args:
@@ -431,6 +464,10 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
         check_every: steps between the engine's checks (NaN, early stop, history).
         precision: ``"float32"``, ``"bf16"`` (autocast for G and D) or ``"auto"`` (bf16
             where the hardware computes it natively: AMX CPUs, recent GPUs).
+        runs: restorations averaged into the result (default: the preset's ``runs``),
+            run ``r`` with seed ``seed + r``; ``z``, ``class_index``, ``generator_state``
+            and the snapshots are the first run's, ``history`` holds every run's records
+            (with a ``run`` key).
 
     User mistakes raise :class:`DGPUsageError`; runtime failures :class:`DGPError`.
 
@@ -441,7 +478,7 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
     inp = load_input(image)
     return restore_input(setup, inp, fit=fit, simulate=simulate, seed=seed, iterations_scale=iterations_scale,
                          progress=progress, check_every=check_every, snapshot_stages=snapshot_stages,
-                         precision=precision)
+                         precision=precision, runs=runs)
 
 
 # --------------------------------------------------------------------------- scores

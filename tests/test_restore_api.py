@@ -270,3 +270,45 @@ def test_preset_from_dict_validates_like_a_file():
     assert result.attempted > 0 and result.failed == 0
     with pytest.raises(DGPUsageError, match="mine.*unknown sections"):
         preset_from_dict({"schedul": {}}, "mine")
+
+
+# ----------------------------------------------------------------------------- several runs
+def test_runs_average_restorations_from_successive_seeds(prior, preset):
+    """``runs=3``: the mean of the raw outputs of seeds 5, 6, 7 (each a whole run of its own,
+    the observation (blur) the same for every seed, so each equals the single run of that
+    seed), finished once."""
+    image = photo()
+    singles = [dgp_toolkit.restore(image, ["blur:sigma=1.5"], prior, preset=preset, simulate=True, seed=s)
+               for s in (5, 6, 7)]
+    events = []
+    three = dgp_toolkit.restore(image, ["blur:sigma=1.5"], prior, preset=preset, simulate=True, seed=5, runs=3,
+                                progress=events.append, check_every=1)
+    mean = torch.stack([s.raw for s in singles]).mean(0)
+    assert torch.allclose(three.raw, mean, atol=1e-6)
+    assert torch.allclose(three.tensor, mean.clamp(-1, 1), atol=1e-6)
+    assert not torch.allclose(singles[0].raw, singles[1].raw)  # the runs differ
+    # the first run is the reported latent, class and generator
+    assert three.class_index == singles[0].class_index and torch.equal(three.z, singles[0].z)
+    assert three.config["runs"] == 3 and three.config["run_classes"] == [s.class_index for s in singles]
+    assert sorted({h["run"] for h in three.history}) == [0, 1, 2]
+    assert [e.step for e in events] == list(range(1, 19)) and {e.total_steps for e in events} == {18}
+    assert [e.run for e in events] == [0] * 6 + [1] * 6 + [2] * 6 and {e.n_runs for e in events} == {3}
+    # the averaged image is no further from the clean one than the runs are on average
+    assert three.metrics["result"]["psnr"] >= min(s.metrics["result"]["psnr"] for s in singles)
+    assert any("mean of 3 restorations" in note for note in three.notes)
+
+
+def test_runs_come_from_the_preset_and_are_validated(prior, tiny_files, tmp_path):
+    text = tiny_files[1].read_text().replace("[schedule]", "[options]\nruns = 2\n\n[schedule]", 1)
+    two = tmp_path / "two.toml"
+    two.write_text(text)
+    result = dgp_toolkit.restore(photo(), ["gray"], prior, preset=str(two))
+    assert result.config["runs"] == 2 and result.config["preset"]["resolved"]["options"]["runs"] == 2
+    one = dgp_toolkit.restore(photo(), ["gray"], prior, preset=str(two), runs=1)
+    assert one.config["runs"] == 1 and "run_classes" not in one.config
+    for bad in ("0", "1.5", "true", '"2"'):
+        (tmp_path / "bad.toml").write_text(text.replace("runs = 2", f"runs = {bad}"))
+        with pytest.raises(DGPUsageError, match="runs must be a whole number >= 1"):
+            dgp_toolkit.restore(photo(), ["gray"], prior, preset=str(tmp_path / "bad.toml"))
+    with pytest.raises(DGPUsageError, match="runs must be a whole number >= 1"):
+        dgp_toolkit.restore(photo(), ["gray"], prior, preset=str(two), runs=0)

@@ -19,7 +19,7 @@ def presets_command(as_json: bool) -> None:
 
     \b
     JSON form: a list of {"family", "name", "task", "stages", "iterations",
-    "select_num", "description"}.
+    "select_num", "runs", "description"} (runs: restorations averaged).
     """
     from dgp_toolkit.cli.output import echo_json, stdout_console
     from dgp_toolkit.presets import list_presets
@@ -39,13 +39,13 @@ def presets_command(as_json: bool) -> None:
         # left of the width, so the table reads at 80 columns (a pipe) as on a terminal
         table = Table(title=f"family {family}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("name", no_wrap=True)
-        for column in ("stages", "iterations", "candidates"):
+        for column in ("stages", "iterations", "candidates", "runs"):
             table.add_column(column, justify="right", no_wrap=True)
         table.add_column("description", ratio=1, overflow="fold")
         for row in (r for r in rows if r["family"] == family):
             name = row["name"] if row["task"] == row["name"] else f"{row['name']} ({row['task']})"
             table.add_row(name, str(row["stages"]), str(row["iterations"]), str(row["select_num"]),
-                          row["description"] or "-")
+                          str(row["runs"]), row["description"] or "-")
         console.print(table)
 
 

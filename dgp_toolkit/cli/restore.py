@@ -168,6 +168,8 @@ def _command_line(path: Path, specs: list[str], opts: dict[str, Any], preset_nam
         args.append("--simulate")
     if opts["iterations_scale"] != 1.0:
         args += ["--iterations-scale", repr(opts["iterations_scale"])]
+    if opts.get("runs") is not None:
+        args += ["--runs", str(opts["runs"])]
     args += ["--precision", opts["precision"]]
     return shlex.join(args)
 
@@ -202,6 +204,12 @@ class _LiveBars:
             self.progress.stop()
 
 
+def _stage_text(stage: int, n_stages: int, event: Any = None) -> str:
+    n_runs = int(getattr(event, "n_runs", 1))
+    text = f"stage {stage + 1}/{n_stages}"
+    return f"run {int(event.run) + 1}/{n_runs}, {text}" if n_runs > 1 else text
+
+
 class _ProgressDisplay(_LiveBars):
     """One image's bar: stage, step, loss, elapsed, ETA."""
 
@@ -218,7 +226,7 @@ class _ProgressDisplay(_LiveBars):
         if self.progress is None:
             return
         self.progress.update(self.task, completed=event.step, total=event.total_steps,
-                             description=f"{self.name}: stage {event.stage + 1}/{event.n_stages}",
+                             description=f"{self.name}: {_stage_text(event.stage, event.n_stages, event)}",
                              loss=f"{event.loss:.4g}")
 
 
@@ -298,6 +306,9 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
 @click.option("--sheet", is_flag=True, help="Also write NAME_sheet.png: input, observation, stages, result.")
 @click.option("--iterations-scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               metavar="F", help="Multiply every stage's iterations (0.1 for a quick look).")
+@click.option("--runs", type=click.IntRange(1), default=None, metavar="N",
+              help="Average N restorations, each from its own latent selection (seeds SEED, SEED+1, ...): "
+                   "higher PSNR where the prior is unsure, N times the time [default: the preset's runs].")
 @click.option("--precision", type=click.Choice(["auto", "float32", "bf16"]), default="auto", show_default=True,
               help="bf16: G and D under bf16 autocast (faster where the hardware computes bf16: AMX "
                    "CPUs, recent GPUs); auto: bf16 only there, float32 elsewhere.")
@@ -313,8 +324,8 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
 def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple[str, ...], prior: str,
                     weights: Path | None, class_: str | None, preset: str | None, seed: int, device: str,
                     out_dir: Path, fit: str, simulate: bool, metrics_path: Path | None, sheet: bool,
-                    iterations_scale: float, precision: str, save_state: Path | None, workers: int,
-                    overwrite: bool, quiet: bool) -> None:
+                    iterations_scale: float, runs: int | None, precision: str, save_state: Path | None,
+                    workers: int, overwrite: bool, quiet: bool) -> None:
     """Restore INPUT images (files or folders) with a deep generative prior.
 
     The degradations say what happened to the images (--degrade gray: they lost their
@@ -324,7 +335,7 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
     and the results are scored against them (PSNR, SSIM).
     """
     opts = dict(prior=prior, weights=weights, class_=class_, preset=preset, seed=seed, device=device,
-                fit=fit, simulate=simulate, iterations_scale=iterations_scale, precision=precision)
+                fit=fit, simulate=simulate, iterations_scale=iterations_scale, runs=runs, precision=precision)
     from dgp_toolkit.cli.output import stderr_console
     from dgp_toolkit.errors import DGPUsageError
     from dgp_toolkit.restoration import prepare_restore
@@ -458,7 +469,7 @@ def _restore_entry(setup: Any, job: _Job, entry: _Entry, pre_error: str | None, 
             raise DGPUsageError(f"{state_path} already exists; pass --overwrite to replace it")
         result = restore_input(setup, inp, fit=o["fit"], simulate=o["simulate"], seed=o["seed"],
                                iterations_scale=o["iterations_scale"], progress=display,
-                               precision=o["precision"])
+                               precision=o["precision"], runs=o.get("runs"))
         record.update(output=str(outputs["restored"]), **{"class": result.class_index},
                       observation=_scores(result.metrics, "observation"),
                       result=_scores(result.metrics, "result"))
