@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import math
 import os
 import platform
 import time
@@ -366,16 +367,20 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
                                progress=_run_progress(progress, r, n_runs), check_every=check_every,
                                snapshot_stages=snapshot_stages and r == 0, precision=precision))
     res = results[0]
+    kept = averaged_runs(results)
     with torch.no_grad():
-        # several runs: their mean (the estimate of the posterior mean) is the result
-        raw = results[0].image.detach() if n_runs == 1 else torch.stack([x.image.detach() for x in results]).mean(0)
+        # several runs: the mean of those that did not diverge (an estimate of the posterior mean)
+        raw = results[0].image.detach() if n_runs == 1 else torch.stack([results[r].image.detach() for r in kept]).mean(0)
         finished = degradation.finish(raw, target).clamp(-1, 1)
     for r, x in enumerate(results):
         if x.stopped == "non_finite":
             notes.append(f"the run{f' {r + 1}' if n_runs > 1 else ''} stopped early: {x.message}")
     if n_runs > 1:
-        notes.append(f"the mean of {n_runs} restorations (seeds {seed}..{seed + n_runs - 1}, classes "
+        notes.append(f"the mean of {len(kept)} of {n_runs} restorations (seeds {seed}..{seed + n_runs - 1}, classes "
                      f"{', '.join(str(int(x.class_index)) for x in results)}); z, class and generator are the first's")
+        for r in sorted(set(range(n_runs)) - set(kept)):
+            notes.append(f"run {r + 1} (seed {seed + r}) left out of the mean: it diverged (final loss "
+                         f"{_final_loss(results[r]):.4g}, more than {DIVERGED_RATIO:g}x the best run's)")
 
     task = setup.protocol
     metrics = setup.score(finished, target, clean) if simulate else None
@@ -390,6 +395,8 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
                      runs=n_runs)
     if n_runs > 1:
         config["run_classes"] = [int(x.class_index) for x in results]
+        config["runs_averaged"] = [int(r) for r in kept]
+        config["run_final_losses"] = [_final_loss(x) for x in results]
         config["stopped"] = "non_finite" if any(x.stopped == "non_finite" for x in results) else res.stopped
         config["timings"] = {k: sum(float((x.timings or {}).get(k, 0.0)) for x in results) for k in (res.timings or {})}
     history = list(res.history) if n_runs == 1 else [
@@ -401,6 +408,34 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
         snapshots=[s.detach().cpu() for s in (res.snapshots or [])], stopped=config["stopped"],
         message=res.message or "", timings=dict(config["timings"]), seconds=seconds,
         instance_norm=_instance_norm(res))
+
+
+#: A run whose final loss is more than this many times the best run's diverged (e.g. a
+#: generator that collapsed to a saturated image) and is left out of the mean.
+DIVERGED_RATIO = 10.0
+
+
+def _final_loss(res: Any) -> float:
+    return float(res.history[-1]["loss"]) if res.history else float("inf")
+
+
+def averaged_runs(results: Sequence[Any]) -> list[int]:
+    """Indices of the runs that go into the mean: those that ended with a finite loss no
+    more than :data:`DIVERGED_RATIO` times the best run's (all runs end with the same
+    preset's loss, so their losses compare); the best run alone if none else qualifies.
+
+    >>> class R:
+    ...     def __init__(self, loss, stopped="done"):
+    ...         self.history, self.stopped = [{"loss": loss}], stopped
+    >>> averaged_runs([R(0.002), R(0.4), R(0.005), R(0.001, "non_finite")])
+    [0, 2]
+    """
+    losses = [_final_loss(x) for x in results]
+    finite = [r for r, x in enumerate(results) if x.stopped != "non_finite" and math.isfinite(losses[r])]
+    if not finite:
+        return [min(range(len(results)), key=lambda r: losses[r] if math.isfinite(losses[r]) else float("inf"))]
+    best = min(losses[r] for r in finite)
+    return [r for r in finite if losses[r] <= DIVERGED_RATIO * best] or [min(finite, key=lambda r: losses[r])]
 
 
 def _run_progress(progress: Callable[[Any], None] | None, run: int, n_runs: int) -> Callable[[Any], None] | None:

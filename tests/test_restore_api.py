@@ -295,7 +295,8 @@ def test_runs_average_restorations_from_successive_seeds(prior, preset):
     assert [e.run for e in events] == [0] * 6 + [1] * 6 + [2] * 6 and {e.n_runs for e in events} == {3}
     # the averaged image is no further from the clean one than the runs are on average
     assert three.metrics["result"]["psnr"] >= min(s.metrics["result"]["psnr"] for s in singles)
-    assert any("mean of 3 restorations" in note for note in three.notes)
+    assert any("the mean of 3 of 3 restorations" in note for note in three.notes)
+    assert three.config["runs_averaged"] == [0, 1, 2] and len(three.config["run_final_losses"]) == 3
 
 
 def test_runs_come_from_the_preset_and_are_validated(prior, tiny_files, tmp_path):
@@ -312,3 +313,20 @@ def test_runs_come_from_the_preset_and_are_validated(prior, tiny_files, tmp_path
             dgp_toolkit.restore(photo(), ["gray"], prior, preset=str(tmp_path / "bad.toml"))
     with pytest.raises(DGPUsageError, match="runs must be a whole number >= 1"):
         dgp_toolkit.restore(photo(), ["gray"], prior, preset=str(two), runs=0)
+
+
+def test_diverged_runs_are_left_out_of_the_mean():
+    from dgp_toolkit.restoration import DIVERGED_RATIO, averaged_runs
+
+    class Run:
+        def __init__(self, loss, stopped="done"):
+            self.history, self.stopped = ([{"loss": loss}] if loss is not None else []), stopped
+
+    assert averaged_runs([Run(0.01)]) == [0]
+    assert averaged_runs([Run(0.01), Run(0.01 * DIVERGED_RATIO), Run(0.0101 * DIVERGED_RATIO)]) == [0, 1]
+    assert averaged_runs([Run(0.5), Run(0.002)]) == [1]  # a collapsed first run
+    assert averaged_runs([Run(0.0), Run(0.0), Run(1e-9)]) == [0, 1]  # exact fits
+    assert averaged_runs([Run(float("nan")), Run(0.3)]) == [1]
+    assert averaged_runs([Run(0.001, "non_finite"), Run(0.3)]) == [1]
+    assert averaged_runs([Run(0.2, "non_finite"), Run(0.1, "non_finite")]) == [1]  # none finished: the best
+    assert averaged_runs([Run(None), Run(0.1)]) == [1]
