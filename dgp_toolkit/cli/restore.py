@@ -516,7 +516,7 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
     """One worker process: rebuild the set-up, then restore the inputs it is handed.
 
     Messages to the parent: ``("start", wid, index, name)``,
-    ``("progress", wid, index, stage, n_stages, step, total, loss)``, ``("done", wid, index,
+    ``("progress", wid, index, stage, n_stages, step, total, loss, run, n_runs)``, ``("done", wid, index,
     record, code, lines)``, ``("interrupted", wid, index, record)``, ``("failed", wid,
     message)``, ``("exit", wid)``.
     """
@@ -552,7 +552,7 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
 
             def progress(event: Any, index: int = index) -> None:
                 results.put(("progress", wid, index, event.stage, event.n_stages, event.step,
-                             event.total_steps, event.loss))
+                             event.total_steps, event.loss, event.run, event.n_runs))
 
             record = _new_record(entry, setup, job.preset_name)
             try:
@@ -589,10 +589,12 @@ class _WorkerDisplay(_LiveBars):
         if self.progress is not None:
             self.progress.reset(self.rows[wid], total=None, description=f"{name}: selecting a latent", loss="-")
 
-    def update(self, wid: int, name: str, stage: int, n_stages: int, step: int, total: int, loss: float) -> None:
+    def update(self, wid: int, name: str, stage: int, n_stages: int, step: int, total: int, loss: float,
+               run: int = 0, n_runs: int = 1) -> None:
         if self.progress is not None:
+            runs = f"run {run + 1}/{n_runs}, " if n_runs > 1 else ""
             self.progress.update(self.rows[wid], completed=step, total=total, loss=f"{loss:.4g}",
-                                 description=f"{name}: stage {stage + 1}/{n_stages}")
+                                 description=f"{name}: {runs}stage {stage + 1}/{n_stages}")
 
     def finished(self, wid: int) -> None:
         if self.progress is not None:
