@@ -3,7 +3,8 @@
     python benchmarks/runs_study.py --task super-resolution --n 12 --runs 4
 
 For each of the *last* ``--n`` images of the class-balanced dev order (the held-out images
-``tune_presets.py`` tunes on; never the ones ``quality.py`` scores) it restores once per
+``tune_presets.py`` tunes on; never the ones ``quality.py`` scores; ``--images first``
+takes quality.py's first ``--n`` instead, to check a choice, not to make it) it restores once per
 seed ``0 .. RUNS-1`` with the task's built-in preset at ``runs = 1`` (the observation is the
 one of seed 0, as ``restore(seed=0, runs=k)`` simulates it), then forms for every ``k`` the
 mean of the first ``k`` runs exactly as ``restore(..., seed=0, runs=k)`` does (the same
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import TASKS, Context, Settings, classical_tensor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+GREY_DB = 60.0  # an observation scoring above this is a grey original (colorization)
 _CTX = None
 
 
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task", required=True, choices=sorted(TASKS))
     ap.add_argument("--n", type=int, default=6, help="held-out images (the last N of the dev order)")
+    ap.add_argument("--images", choices=["last", "first"], default="last",
+                    help="last: held-out images (for choosing); first: the first N images that quality.py "
+                         "scores (to check a choice made on the held-out ones, never to make it)")
     ap.add_argument("--runs", type=int, default=4, help="seeds per image; means of 1 .. RUNS are scored")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--precision", default="bf16")
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from quality import dev_subset, machine
 
     images, dev_idx, _ = dev_subset(1000)
-    positions = list(range(len(dev_idx) - args.n, len(dev_idx)))
+    positions = list(range(len(dev_idx) - args.n, len(dev_idx))) if args.images == "last" else list(range(args.n))
     settings = Settings(methods="dgp", precision=args.precision, iterations_scale=args.iterations_scale)
     jobs = [{"task": args.task, "clean": images[p].numpy(), "position": p, "seed": s, "precision": args.precision}
             for p in positions for s in range(args.runs)]
@@ -124,15 +129,22 @@ def main(argv: list[str] | None = None) -> int:
             table["classical"].append(base["result"]["psnr"])
             for k, v in enumerate(means, 1):
                 table.setdefault(f"mean of {k}", []).append(v)
-            fh.write(json.dumps({"task": args.task, "position": p, "dev_index": int(dev_idx[p]),
+            fh.write(json.dumps({"task": args.task, "images": args.images, "position": p, "dev_index": int(dev_idx[p]),
                                  "observation": base["observation"]["psnr"], "classical": base["result"]["psnr"],
                                  "single": [r["psnr"] for r in runs], "final_loss": [r["loss"] for r in runs],
                                  "mean_of_k": means, "precision": args.precision,
                                  "iterations_scale": args.iterations_scale, "machine": machine()}) + "\n")
-    print(f"{args.task}, last {args.n} held-out images, {args.runs} seeds each, {time.time() - t0:.0f} s:")
+    which = f"last {args.n} held-out images" if args.images == "last" else f"first {args.n} benchmark images"
+    print(f"{args.task}, {which}, {args.runs} seeds each, {time.time() - t0:.0f} s:")
     for name, values in table.items():
         finite = [v for v in values if np.isfinite(v)]
         print(f"  {name:12s} {np.mean(finite):6.2f} dB  (n={len(finite)})")
+    grey = [i for i, v in enumerate(table["observation"]) if v > GREY_DB]
+    if grey:  # colorization of an image that was grey already: the observation is (nearly) exact
+        print(f"  without the {len(grey)} image(s) whose observation scores over {GREY_DB:g} dB (grey originals):")
+        for name, values in table.items():
+            rest = [v for i, v in enumerate(values) if i not in grey and np.isfinite(v)]
+            print(f"  {name:12s} {np.mean(rest):6.2f} dB  (n={len(rest)})")
     return 0
 
 
