@@ -357,17 +357,17 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
         raise DGPError(f"the degradation {' + '.join(setup.specs) or 'identity'} gave a target of shape "
                        f"{tuple(target.shape)}, expected (1, 3, {side}, {side})")
 
-    n_runs = int(setup.preset.runs if runs is None else runs)
-    if isinstance(runs, bool) or n_runs < 1:
+    if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 1):
         raise DGPUsageError(f"runs must be a whole number >= 1, got {runs!r}")
+    n_runs = int(setup.preset.runs if runs is None else runs)
     results = []
     for r in range(n_runs):
         results.append(run_dgp(prior, degradation, target, preset=setup.preset, seed=seed + r,
                                class_index=setup.class_index, iterations_scale=iterations_scale,
                                progress=_run_progress(progress, r, n_runs), check_every=check_every,
                                snapshot_stages=snapshot_stages and r == 0, precision=precision))
-    res = results[0]
     kept = averaged_runs(results)
+    res = results[kept[0]]  # the run whose latent, class and generator are reported (not a diverged one)
     with torch.no_grad():
         # several runs: the mean of those that did not diverge (an estimate of the posterior mean)
         raw = results[0].image.detach() if n_runs == 1 else torch.stack([results[r].image.detach() for r in kept]).mean(0)
@@ -377,7 +377,8 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
             notes.append(f"the run{f' {r + 1}' if n_runs > 1 else ''} stopped early: {x.message}")
     if n_runs > 1:
         notes.append(f"the mean of {len(kept)} of {n_runs} restorations (seeds {seed}..{seed + n_runs - 1}, classes "
-                     f"{', '.join(str(int(x.class_index)) for x in results)}); z, class and generator are the first's")
+                     f"{', '.join(str(int(x.class_index)) for x in results)}); z, class and generator are "
+                     f"run {kept[0] + 1}'s")
         for r in sorted(set(range(n_runs)) - set(kept)):
             notes.append(f"run {r + 1} (seed {seed + r}) left out of the mean: it diverged (final loss "
                          f"{_final_loss(results[r]):.4g}, more than {DIVERGED_RATIO:g}x the best run's)")
@@ -405,7 +406,7 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
         image=to_pil(finished), observation=to_pil(target), input=fitted, tensor=finished.cpu(), raw=raw.cpu(),
         metrics=metrics, history=history, config=config, z=res.z.detach().cpu(), class_index=class_index,
         generator_state=_generator_state(res), notes=notes, full_resolution=full,
-        snapshots=[s.detach().cpu() for s in (res.snapshots or [])], stopped=config["stopped"],
+        snapshots=[s.detach().cpu() for s in (results[0].snapshots or [])], stopped=config["stopped"],
         message=res.message or "", timings=dict(config["timings"]), seconds=seconds,
         instance_norm=_instance_norm(res))
 
@@ -500,8 +501,9 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
         precision: ``"float32"``, ``"bf16"`` (autocast for G and D) or ``"auto"`` (bf16
             where the hardware computes it natively: AMX CPUs, recent GPUs).
         runs: restorations averaged into the result (default: the preset's ``runs``),
-            run ``r`` with seed ``seed + r``; ``z``, ``class_index``, ``generator_state``
-            and the snapshots are the first run's, ``history`` holds every run's records
+            run ``r`` with seed ``seed + r``, a diverged run left out (:func:`averaged_runs`);
+            ``z``, ``class_index`` and ``generator_state`` are the first averaged run's,
+            the snapshots the first run's, and ``history`` holds every run's records
             (with a ``run`` key).
 
     User mistakes raise :class:`DGPUsageError`; runtime failures :class:`DGPError`.

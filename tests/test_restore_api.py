@@ -311,8 +311,9 @@ def test_runs_come_from_the_preset_and_are_validated(prior, tiny_files, tmp_path
         (tmp_path / "bad.toml").write_text(text.replace("runs = 2", f"runs = {bad}"))
         with pytest.raises(DGPUsageError, match="runs must be a whole number >= 1"):
             dgp_toolkit.restore(photo(), ["gray"], prior, preset=str(tmp_path / "bad.toml"))
-    with pytest.raises(DGPUsageError, match="runs must be a whole number >= 1"):
-        dgp_toolkit.restore(photo(), ["gray"], prior, preset=str(two), runs=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(DGPUsageError, match="runs must be a whole number >= 1"):
+            dgp_toolkit.restore(photo(), ["gray"], prior, preset=str(two), runs=bad)
 
 
 def test_diverged_runs_are_left_out_of_the_mean():
