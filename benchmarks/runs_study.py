@@ -48,14 +48,14 @@ def _run(job: dict) -> dict:
     """One seed of one image: the raw output and what the divergence rule reads."""
     import torch
 
-    from dgp_toolkit.restoration import load_input, restore_input
+    from dgp_toolkit.restoration import final_loss, load_input, restore_input
 
     setup = _CTX.setup(job["task"], "dgp")
     clean = torch.from_numpy(job["clean"]).float()[None]
     result = restore_input(setup, load_input(clean[0]), simulate=True, seed=job["seed"], snapshot_stages=False,
                            precision=job["precision"], runs=1, iterations_scale=_CTX.settings.iterations_scale)
     return {"position": job["position"], "seed": job["seed"], "raw": result.raw.numpy(),
-            "loss": result.history[-1]["loss"] if result.history else float("inf"),
+            "loss": final_loss(result),
             "stopped": result.stopped, "psnr": result.metrics["result"]["psnr"], "seconds": result.seconds}
 
 
@@ -74,7 +74,7 @@ def score_means(setup, clean, runs: list[dict]) -> list[float]:
         target = setup.degradation.degrade(clean, generator=torch.Generator().manual_seed(0))
         out = []
         for k in range(1, len(runs) + 1):
-            kept = averaged_runs([_Run(r) for r in runs[:k]]) if k > 1 else [0]
+            kept = averaged_runs([_Run(r) for r in runs[:k]])
             raw = torch.from_numpy(np.mean([runs[i]["raw"] for i in kept], axis=0)).float()
             finished = setup.degradation.finish(raw, target).clamp(-1, 1)
             out.append(setup.score(finished, target, clean)["result"]["psnr"])

@@ -98,6 +98,14 @@ def list_presets() -> list[dict[str, Any]]:
     return rows
 
 
+def check_runs(value: Any, where: str = "") -> int:
+    """``value`` if it is a whole number >= 1 (a preset's ``runs``, ``restore(runs=)``);
+    else a :class:`DGPUsageError` prefixed with ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DGPUsageError(f"{where}runs must be a whole number >= 1, got {value!r}")
+    return value
+
+
 def _parse(data: dict[str, Any], name: str, family: str, source: str) -> Preset:
     from dgp_toolkit.plugins.schedules import Schedule
 
@@ -114,9 +122,7 @@ def _parse(data: dict[str, Any], name: str, family: str, source: str) -> Preset:
         select_num = int(select.pop("select_num", 500))
         sample_std = float(select.pop("sample_std", 0.3))
         update_embed = bool(options.pop("update_embed", False))
-        runs = options.pop("runs", 1)
-        if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-            raise DGPUsageError(f"preset {source}: runs must be a whole number >= 1, got {runs!r}")
+        runs = check_runs(options.pop("runs", 1), f"preset {source}: ")
     except (TypeError, ValueError) as exc:
         raise DGPUsageError(f"preset {source}: {exc}") from None
     if select or options:

@@ -357,9 +357,9 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
         raise DGPError(f"the degradation {' + '.join(setup.specs) or 'identity'} gave a target of shape "
                        f"{tuple(target.shape)}, expected (1, 3, {side}, {side})")
 
-    if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 1):
-        raise DGPUsageError(f"runs must be a whole number >= 1, got {runs!r}")
-    n_runs = int(setup.preset.runs if runs is None else runs)
+    from dgp_toolkit.presets import check_runs
+
+    n_runs = setup.preset.runs if runs is None else check_runs(runs)
     results = []
     for r in range(n_runs):
         results.append(run_dgp(prior, degradation, target, preset=setup.preset, seed=seed + r,
@@ -370,7 +370,7 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
     res = results[kept[0]]  # the run whose latent, class and generator are reported (not a diverged one)
     with torch.no_grad():
         # several runs: the mean of those that did not diverge (an estimate of the posterior mean)
-        raw = results[0].image.detach() if n_runs == 1 else torch.stack([results[r].image.detach() for r in kept]).mean(0)
+        raw = torch.stack([results[r].image.detach() for r in kept]).mean(0)
         finished = degradation.finish(raw, target).clamp(-1, 1)
     for r, x in enumerate(results):
         if x.stopped == "non_finite":
@@ -381,7 +381,7 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
                      f"run {kept[0] + 1}'s")
         for r in sorted(set(range(n_runs)) - set(kept)):
             notes.append(f"run {r + 1} (seed {seed + r}) left out of the mean: it diverged (final loss "
-                         f"{_final_loss(results[r]):.4g}, more than {DIVERGED_RATIO:g}x the best run's)")
+                         f"{final_loss(results[r]):.4g}, more than {DIVERGED_RATIO:g}x the best run's)")
 
     task = setup.protocol
     metrics = setup.score(finished, target, clean) if simulate else None
@@ -397,7 +397,7 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
     if n_runs > 1:
         config["run_classes"] = [int(x.class_index) for x in results]
         config["runs_averaged"] = [int(r) for r in kept]
-        config["run_final_losses"] = [_final_loss(x) for x in results]
+        config["run_final_losses"] = [final_loss(x) for x in results]
         config["stopped"] = "non_finite" if any(x.stopped == "non_finite" for x in results) else res.stopped
         config["timings"] = {k: sum(float((x.timings or {}).get(k, 0.0)) for x in results) for k in (res.timings or {})}
     history = list(res.history) if n_runs == 1 else [
@@ -416,7 +416,8 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
 DIVERGED_RATIO = 10.0
 
 
-def _final_loss(res: Any) -> float:
+def final_loss(res: Any) -> float:
+    """The loss an engine result ended with (``inf`` without records)."""
     return float(res.history[-1]["loss"]) if res.history else float("inf")
 
 
@@ -431,7 +432,7 @@ def averaged_runs(results: Sequence[Any]) -> list[int]:
     >>> averaged_runs([R(0.002), R(0.4), R(0.005), R(0.001, "non_finite")])
     [0, 2]
     """
-    losses = [_final_loss(x) for x in results]
+    losses = [final_loss(x) for x in results]
     finite = [r for r, x in enumerate(results) if x.stopped != "non_finite" and math.isfinite(losses[r])]
     if not finite:
         return [min(range(len(results)), key=lambda r: losses[r] if math.isfinite(losses[r]) else float("inf"))]

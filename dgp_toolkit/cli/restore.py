@@ -204,10 +204,9 @@ class _LiveBars:
             self.progress.stop()
 
 
-def _stage_text(stage: int, n_stages: int, event: Any = None) -> str:
-    n_runs = int(getattr(event, "n_runs", 1))
+def _stage_text(stage: int, n_stages: int, run: int = 0, n_runs: int = 1) -> str:
     text = f"stage {stage + 1}/{n_stages}"
-    return f"run {int(event.run) + 1}/{n_runs}, {text}" if n_runs > 1 else text
+    return f"run {run + 1}/{n_runs}, {text}" if n_runs > 1 else text
 
 
 class _ProgressDisplay(_LiveBars):
@@ -226,7 +225,7 @@ class _ProgressDisplay(_LiveBars):
         if self.progress is None:
             return
         self.progress.update(self.task, completed=event.step, total=event.total_steps,
-                             description=f"{self.name}: {_stage_text(event.stage, event.n_stages, event)}",
+                             description=f"{self.name}: {_stage_text(event.stage, event.n_stages, event.run, event.n_runs)}",
                              loss=f"{event.loss:.4g}")
 
 
@@ -592,9 +591,8 @@ class _WorkerDisplay(_LiveBars):
     def update(self, wid: int, name: str, stage: int, n_stages: int, step: int, total: int, loss: float,
                run: int = 0, n_runs: int = 1) -> None:
         if self.progress is not None:
-            runs = f"run {run + 1}/{n_runs}, " if n_runs > 1 else ""
             self.progress.update(self.rows[wid], completed=step, total=total, loss=f"{loss:.4g}",
-                                 description=f"{name}: {runs}stage {stage + 1}/{n_stages}")
+                                 description=f"{name}: {_stage_text(stage, n_stages, run, n_runs)}")
 
     def finished(self, wid: int) -> None:
         if self.progress is not None:
