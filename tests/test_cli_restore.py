@@ -285,6 +285,34 @@ def test_ctrl_c_in_the_second_image_keeps_the_first_whole(run, interrupt_plugin,
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_ctrl_c_while_an_input_is_written_keeps_it_whole_and_reported_done(run, monkeypatch, tmp_path):
+    """A real SIGINT that lands during the writes of the first input (the window between its
+    files being whole and its record saying so): it takes effect once the input is recorded;
+    the input is whole and reported done, the next one is not started, exit 130."""
+    import os
+    import signal
+
+    import dgp_toolkit.cli.restore as restore_cli
+
+    real = restore_cli._write_outputs
+
+    def write_then_ctrl_c(*args, **kwargs):
+        real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the terminal's and a forwarded one: count as one
+
+    monkeypatch.setattr(restore_cli, "_write_outputs", write_then_ctrl_c)
+    save_image(tmp_path / "a.png")
+    save_image(tmp_path / "b.png", seed=1)
+    before = signal.getsignal(signal.SIGINT)
+    result = run("a.png", "b.png", "--degrade", "blur:sigma=1", "--sheet", "--quiet")
+    assert result.exit_code == 130, result.stderr
+    assert [(r["input"], r["error"]) for r in json.loads(result.stdout)] == [("a.png", None)]
+    assert files(tmp_path / "out") == ["a_observed.png", "a_restored.png", "a_run.json", "a_sheet.png"]
+    json.loads((tmp_path / "out" / "a_run.json").read_text())
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+
+
 def test_save_state_then_jitter_from_state_reuses_the_reconstruction(run, dgp, tmp_path):
     save_image(tmp_path / "a.png")
     save_image(tmp_path / "b.png", seed=2)

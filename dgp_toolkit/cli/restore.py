@@ -364,18 +364,21 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
         records, codes = _run_parallel(job, setup, entries, pre_errors, workers, metrics_path)
     else:
         records, codes = [], []
+        hold = _CommitHold()
         for index, entry in enumerate(entries):
             record = _new_record(entry, setup, preset_name)
             try:
-                with _ProgressDisplay(entry.path.stem, enabled=not quiet) as display:
-                    code, lines = _restore_entry(setup, job, entry, pre_errors.get(index), record, display)
+                try:
+                    with _ProgressDisplay(entry.path.stem, enabled=not quiet) as display:
+                        code, lines = _restore_entry(setup, job, entry, pre_errors.get(index), record, display, hold)
+                finally:
+                    records.append(record)
+                codes.append(code)
+                _print_lines(console, lines)
+                hold.release()  # a Ctrl-C during the writes stops the batch here, this input done
             except KeyboardInterrupt:
-                records.append(record)
                 _emit(records, metrics_path, overwrite)
                 raise
-            records.append(record)
-            codes.append(code)
-            _print_lines(console, lines)
 
     _emit(records, metrics_path, overwrite)
     failed = [c for c in codes if c]
@@ -439,13 +442,57 @@ def _print_lines(console: Any, lines: list[tuple[str, str | None]]) -> None:
             console.print(text, markup=False, style=style)
 
 
+class _CommitHold:
+    """Holds Ctrl-C back while an input's outputs are written and until it is reported done.
+
+    Once an input is restored, writing its files takes milliseconds; a Ctrl-C that lands
+    between the last write and the record saying "done" would otherwise leave whole files
+    behind an input reported ``interrupted`` (or, in the parent, no JSON at all). ``take()``
+    (before the writes) makes SIGINT only be noted; ``release()`` (once the caller has
+    recorded the input) puts the previous handler back and, if a Ctrl-C came meanwhile,
+    hands it on now. Several signals in between count as one (a terminal's Ctrl-C and the
+    parent's forwarded one both reach a worker). Outside the main thread it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.previous: Any = None
+        self.pending = False
+
+    def take(self) -> None:
+        import signal
+        import threading
+
+        if self.previous is not None or threading.current_thread() is not threading.main_thread():
+            return
+        self.previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def release(self) -> None:
+        import signal
+
+        if self.previous is None:
+            return
+        previous, self.previous = self.previous, None
+        signal.signal(signal.SIGINT, previous)
+        if self.pending:
+            self.pending = False
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
 def _restore_entry(setup: Any, job: _Job, entry: _Entry, pre_error: str | None, record: dict[str, Any],
-                   display: Any) -> tuple[int, list[tuple[str, str | None]]]:
+                   display: Any, hold: _CommitHold) -> tuple[int, list[tuple[str, str | None]]]:
     """Restore one input and write its outputs; fills ``record`` (the JSON object) in place.
 
     Returns the input's exit code (0, 1 or 2) and the lines for stderr (text, style). On
-    Ctrl-C, ``record`` says ``interrupted``, nothing of this input is left, and the
-    KeyboardInterrupt goes on.
+    Ctrl-C during the restoration, ``record`` says ``interrupted``, nothing of this input is
+    left, and the KeyboardInterrupt goes on. From the writes on, ``hold`` keeps Ctrl-C back:
+    the caller records the input, then calls ``hold.release()``.
     """
     from dgp_toolkit.errors import DGPError, DGPUsageError
     from dgp_toolkit.restoration import full_resolution_task, json_safe, load_input, restore_input
@@ -476,6 +523,7 @@ def _restore_entry(setup: Any, job: _Job, entry: _Entry, pre_error: str | None, 
                "outputs": {k: str(v) for k, v in outputs.items()},
                "command": _command_line(entry.path, setup.specs, o, job.preset_name),
                "history": result.history}
+        hold.take()
         _write_outputs(result, outputs, json_safe(run), overwrite=job.overwrite, protect=job.protect)
         if state_path is not None:
             from dgp_toolkit.state import reconstruction_from_result, save_state as write_state
@@ -535,6 +583,7 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint)
+    hold = _CommitHold()
     torch.set_num_threads(threads)
     try:
         real_stderr, sys.stderr = sys.stderr, io.StringIO()  # plugin warnings: the parent showed them
@@ -556,11 +605,12 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
             record = _new_record(entry, setup, job.preset_name)
             try:
                 code, lines = _restore_entry(setup, job, entry, pre_error, record,
-                                             None if job.quiet else progress)
+                                             None if job.quiet else progress, hold)
             except KeyboardInterrupt:
                 results.put(("interrupted", wid, index, record))
                 return
             results.put(("done", wid, index, record, code, lines))
+            hold.release()  # a Ctrl-C during the writes takes effect now that the input is reported
     except KeyboardInterrupt:
         pass
     except BaseException as exc:  # the set-up worked in the parent: this is unexpected
