@@ -285,7 +285,26 @@ def test_ctrl_c_in_the_second_image_keeps_the_first_whole(run, interrupt_plugin,
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_ctrl_c_while_an_input_is_written_keeps_it_whole_and_reported_done(run, monkeypatch, tmp_path):
+@pytest.fixture
+def sigint_is_ctrl_c():
+    """SIGINT raises KeyboardInterrupt in this process for the test, as in a terminal, even where
+    pytest was started with SIGINT ignored (a background job of a non-interactive shell)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_default() -> None:
+    """For a child process: SIGINT at its default even where this process ignores it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_while_an_input_is_written_keeps_it_whole_and_reported_done(run, monkeypatch, tmp_path,
+                                                                          sigint_is_ctrl_c):
     """A real SIGINT that lands during the writes of the first input (the window between its
     files being whole and its record saying so): it takes effect once the input is recorded;
     the input is whole and reported done, the next one is not started, exit 130."""
@@ -456,7 +475,8 @@ def test_ctrl_c_to_the_parent_alone_reaches_the_workers(plugin_dist, tiny_files,
     cmd = [sys.executable, "-c", "from dgp_toolkit.cli import main; main()", "restore", "a.png", "b.png",
            "--degrade", "slow", "--preset", str(tiny_files[1]), "--device", "cpu", "--iterations-scale", "200",
            "--workers", "2", "--quiet", "-o", "out"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)
     try:
         deadline = time.monotonic() + 120
         while len(list(markers.iterdir())) < 2 and time.monotonic() < deadline and proc.poll() is None:
