@@ -47,7 +47,8 @@ Output folder (``--out``, default ``benchmarks/results/quality``):
 - ``quality.md``: the table (mean and 95% confidence interval over images, t distribution,
   with N), ``quality.json``: the same summary plus every row, ``sheet.png``: the first
   ``--sheet-images`` images of each task with every method, ``presets/``: the preset file
-  of every generative method and task, ``images/``: the sheet's tiles.
+  of every generative method and task, ``images/``: the sheet's tiles (every image's with
+  ``--save-images``).
 
 Classical parameters were chosen on 30 dev images outside the first 900 of the subset
 order (never in a benchmark with ``--n`` <= 900), mean PSNR: bicubic spline upscaling
@@ -612,6 +613,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default=Settings.precision, choices=["auto", "float32", "bf16"],
                         help="the engine's precision (bf16 autocast for G and D where the CPU has AMX)")
     parser.add_argument("--sheet-images", type=int, default=3, help="images per task on the sheet")
+    parser.add_argument("--save-images", action="store_true",
+                        help="write every image's tiles to OUT/images, not only the sheet's (for "
+                             "colorization_accuracy.py)")
     parser.add_argument("--fresh", action="store_true", help="discard earlier rows in --out")
     parser.add_argument("--report", action="store_true",
                         help="run nothing: write the table, JSON and sheet from the rows so far (a partial run "
@@ -684,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(len(indices)):
         for task in tasks:
             job = {"task": task, "clean": images[k].numpy(), "dev_index": indices[k], "label": labels[k],
-                   "position": k, "seed": args.seed + k, "image_dir": out / "images" if k < args.sheet_images else None}
+                   "position": k, "seed": args.seed + k, "image_dir": out / "images" if args.save_images or k < args.sheet_images else None}
             row = earlier.get((task, indices[k]))
             if row is None:
                 jobs.append(job)
