@@ -13,11 +13,13 @@ tiles that ``quality.py --save-images`` wrote for each scored image:
 
 - ``clean``: the dev image (the ceiling), ``observation``: the grey input;
 - each generative method's result with the grey input's Lab L put back (the image the
-  PSNR table scores), and, in the JSON, without it (the raw result).
+  PSNR table scores), and without it (raw: as generated).
 
 Per method: top-1 accuracy with its 95% Wilson interval, the mean probability of the true
 class, and against the grey input the paired counts (method right and grey wrong, and the
-reverse) with the exact two-sided McNemar p-value. Also reported: how often the class the
+reverse) with the exact two-sided McNemar p-value, the paired gain in the probability of
+the true class (mean and 95% t interval), mean PSNR and the mean Lab chroma (how colourful
+the images are; the clean images' figure is the true one). Also reported: how often the class the
 engine's latent selection chose (from the grey image alone) is the true one.
 Writes ``accuracy.json`` and ``accuracy.md`` into the folder.
 """
@@ -38,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_common import machine  # noqa: E402
-from quality import mean_ci  # noqa: E402
+from quality import mean_ci, read_rows  # noqa: E402
 
 GENERATIVE = ("gan-inversion", "dip", "dgp")
 
@@ -63,8 +65,6 @@ def mcnemar_p(b: int, c: int) -> float:
 def load_tiles(folder: Path) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]]]:
     """The colorization rows that have every tile, and the tiles per name (``H x W x 3`` in [0, 1])."""
     from PIL import Image
-
-    from quality import read_rows
 
     rows = sorted((r for r in read_rows(folder / "rows.jsonl") if r["task"] == "colorization"),
                   key=lambda r: r["position"])
@@ -96,6 +96,14 @@ def classify(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
         prob = torch.softmax(model(x), dim=1).numpy()
     return prob.argmax(1), prob
+
+
+def chroma(image: np.ndarray) -> float:
+    """Mean Lab chroma (sqrt(a^2 + b^2)) of a ``[0, 1]`` image: how colourful it is."""
+    from skimage.color import rgb2lab
+
+    lab = rgb2lab(image)
+    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
 
 
 def dev_split_accuracy() -> dict[str, float]:
@@ -138,6 +146,7 @@ def evaluate(folder: Path) -> dict[str, Any]:
         low, high = wilson(k, n)
         out[name] = {"accuracy": k / n, "correct": k, "wilson95": [low, high],
                      "true_class_probability": float(true_p[name].mean()),
+                     "mean_chroma": float(np.mean([chroma(img) for img in images])),
                      "predictions": pred.tolist()}
     for name in out:
         if name != "observation":
@@ -167,8 +176,8 @@ def markdown(result: dict[str, Any]) -> str:
              "input's Lab L put back (raw: as generated).", "",
              f"On the whole 1,000-image dev split the classifier is right on {100 * result['dev_split']['clean']:.1f}% "
              f"of the colour images and {100 * result['dev_split']['grey']:.1f}% of them made grey.", "",
-             "| image | top-1 accuracy | 95% interval | mean p(true class) | p(true class) gain over grey (95% CI) | right where grey wrong / wrong where grey right (McNemar p) | mean PSNR (dB) |",
-             "|---|---|---|---|---|---|---|"]
+             "| image | top-1 accuracy | 95% interval | mean p(true class) | p(true class) gain over grey (95% CI) | right where grey wrong / wrong where grey right (McNemar p) | mean PSNR (dB) | mean Lab chroma |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, v in result["methods"].items():
         low, high = v["wilson95"]
         vs = v.get("vs_observation")
@@ -178,7 +187,7 @@ def markdown(result: dict[str, Any]) -> str:
         label = "grey input (observation)" if name == "observation" else name
         psnr = result["mean_psnr"].get(name)
         lines.append(f"| {label} | {100 * v['accuracy']:.0f}% ({v['correct']}/{n}) | {100 * low:.0f}-{100 * high:.0f}% "
-                     f"| {v['true_class_probability']:.3f} | {gain} | {paired} | {'' if psnr is None else f'{psnr:.2f}'} |")
+                     f"| {v['true_class_probability']:.3f} | {gain} | {paired} | {'' if psnr is None else f'{psnr:.2f}'} | {v['mean_chroma']:.1f} |")
     lines.append("")
     for m, s in result["latent_selection"].items():
         lines.append(f"- {m}: the class its latent selection chose from the grey image is the true one for "

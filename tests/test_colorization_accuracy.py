@@ -69,6 +69,7 @@ def test_save_images_writes_every_tile_and_the_accuracy_is_scored_on_them(module
             assert v["vs_observation"]["right_where_grey_wrong"] == (right & ~grey).sum()
             assert v["vs_observation"]["wrong_where_grey_right"] == (~right & grey).sum()
     assert 0.8 < result["dev_split"]["clean"] <= 1 and 0 < result["dev_split"]["grey"] <= 1
+    assert m["observation"]["mean_chroma"] < 1.0 < m["clean"]["mean_chroma"]  # grey has no colour
     assert set(result["latent_selection"]) == {"gan-inversion", "dgp"}
     assert "| grey input (observation) |" in (out / "accuracy.md").read_text()
 
