@@ -85,13 +85,10 @@ def load_tiles(folder: Path) -> tuple[list[dict[str, Any]], dict[str, list[np.nd
     return kept, tiles
 
 
-def classify(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def classify(model: Any, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Predicted class and softmax probabilities of ``[0, 1]`` images."""
     import torch
 
-    from classifier import load_classifier
-
-    model = load_classifier()
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() * 2 - 1
     with torch.no_grad():
         prob = torch.softmax(model(x), dim=1).numpy()
@@ -106,25 +103,25 @@ def chroma(image: np.ndarray) -> float:
     return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
 
 
-def dev_split_accuracy() -> dict[str, float]:
+def dev_split_accuracy(model: Any) -> dict[str, float]:
     """The classifier's accuracy on the whole 1,000-image dev split, in colour and made grey
-    (the reference's weights): how much the colour is worth to it at all."""
+    (the ``gray`` degradation): how much the colour is worth to it at all."""
     import torch
 
-    from classifier import load_classifier, load_split
+    from classifier import load_split
+    from dgp_toolkit.plugins.degradations.gray import gray
 
-    model = load_classifier()
     x, y = load_split("test_dev")
-    grey = (0.2989 * x[:, 0] + 0.5870 * x[:, 1] + 0.1140 * x[:, 2]).unsqueeze(1).repeat(1, 3, 1, 1)
     out = {}
     with torch.no_grad():
-        for name, images in (("clean", x), ("grey", grey)):
+        for name, images in (("clean", x), ("grey", gray(x))):
             pred = torch.cat([model(images[i:i + 250]).argmax(1) for i in range(0, len(images), 250)])
             out[name] = float((pred == y).float().mean())
     return out
 
 
 def evaluate(folder: Path) -> dict[str, Any]:
+    from classifier import load_classifier
     from dgp_toolkit.metrics import put_luminance
 
     rows, tiles = load_tiles(folder)
@@ -135,11 +132,12 @@ def evaluate(folder: Path) -> dict[str, Any]:
         variants[m] = [put_luminance(img, grey) for img, grey in zip(tiles[m], tiles["observation"])]
         variants[f"{m} (raw)"] = tiles[m]
     n = len(rows)
+    model = load_classifier()
     correct: dict[str, np.ndarray] = {}
     true_p: dict[str, np.ndarray] = {}
     out: dict[str, Any] = {}
     for name, images in variants.items():
-        pred, prob = classify(images)
+        pred, prob = classify(model, images)
         correct[name] = pred == labels
         true_p[name] = prob[np.arange(n), labels]
         k = int(correct[name].sum())
@@ -163,7 +161,7 @@ def evaluate(folder: Path) -> dict[str, Any]:
         chosen = np.array([r["scores"][m].get("class", -1) for r in rows])
         selection[m] = {"chosen_class_is_true": int((chosen == labels).sum()), "n": n}
     psnr = {m: float(np.mean([r["scores"][m]["psnr"] for r in rows])) for m in ["observation", *methods]}
-    return {"folder": str(folder), "n": n, "dev_split": dev_split_accuracy(), "dev_indices": [r["dev_index"] for r in rows], "labels": labels.tolist(),
+    return {"folder": str(folder), "n": n, "dev_split": dev_split_accuracy(model), "dev_indices": [r["dev_index"] for r in rows], "labels": labels.tolist(),
             "methods": out, "latent_selection": selection, "mean_psnr": psnr,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
 
