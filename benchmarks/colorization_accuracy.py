@@ -1,9 +1,9 @@
 """Colorization judged as the paper judges it: does a classifier recognise the image better?
 
-    python benchmarks/quality.py --tasks colorization --n 100 --methods gan-inversion,dgp \\
+    python benchmarks/quality.py --tasks colorization --n 140 --methods gan-inversion,dgp \\
         --iterations-scale 1 --select-num 0 --precision bf16 --save-images \\
-        --out benchmarks/results/colorization-100
-    python benchmarks/colorization_accuracy.py benchmarks/results/colorization-100
+        --out benchmarks/results/colorization
+    python benchmarks/colorization_accuracy.py benchmarks/results/colorization
 
 PSNR rewards a grey image over a plausible colouring that is not the true one, so the DGP
 paper scores colorization by the top-1 accuracy of an ImageNet classifier on the colorized
