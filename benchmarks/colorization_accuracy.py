@@ -161,8 +161,12 @@ def evaluate(folder: Path) -> dict[str, Any]:
         chosen = np.array([r["scores"][m].get("class", -1) for r in rows])
         selection[m] = {"chosen_class_is_true": int((chosen == labels).sum()), "n": n}
     psnr = {m: float(np.mean([r["scores"][m]["psnr"] for r in rows])) for m in ["observation", *methods]}
+    grey_psnr = np.array([r["scores"]["observation"]["psnr"] for r in rows])
+    per_image = {m: {"median_psnr": float(np.median([r["scores"][m]["psnr"] for r in rows])),
+                     "above_grey": int(sum(r["scores"][m]["psnr"] > g for r, g in zip(rows, grey_psnr)))}
+                 for m in ["observation", *methods]}
     return {"folder": str(folder), "n": n, "dev_split": dev_split_accuracy(model), "dev_indices": [r["dev_index"] for r in rows], "labels": labels.tolist(),
-            "methods": out, "latent_selection": selection, "mean_psnr": psnr,
+            "methods": out, "latent_selection": selection, "mean_psnr": psnr, "psnr_per_image": per_image,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
 
 
@@ -187,6 +191,11 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {label} | {100 * v['accuracy']:.0f}% ({v['correct']}/{n}) | {100 * low:.0f}-{100 * high:.0f}% "
                      f"| {v['true_class_probability']:.3f} | {gain} | {paired} | {'' if psnr is None else f'{psnr:.2f}'} | {v['mean_chroma']:.1f} |")
     lines.append("")
+    grey = result["psnr_per_image"]["observation"]["median_psnr"]
+    for m, v in result["psnr_per_image"].items():
+        if m != "observation":
+            lines.append(f"- {m}: PSNR above the grey input's on {v['above_grey']} of {n} images; median PSNR "
+                         f"{v['median_psnr']:.2f} dB (grey {grey:.2f}).")
     for m, s in result["latent_selection"].items():
         lines.append(f"- {m}: the class its latent selection chose from the grey image is the true one for "
                      f"{s['chosen_class_is_true']} of {s['n']} images.")
