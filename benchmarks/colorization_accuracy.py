@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_common import machine  # noqa: E402
-from quality import mean_ci, read_rows  # noqa: E402
+from quality import _image_path, mean_ci, read_rows  # noqa: E402
 
 GENERATIVE = ("gan-inversion", "dip", "dgp")
 
@@ -74,7 +74,7 @@ def load_tiles(folder: Path) -> tuple[list[dict[str, Any]], dict[str, list[np.nd
     names = ["clean", "observation", *methods]
     kept, tiles = [], {name: [] for name in names}
     for row in rows:
-        paths = {name: folder / "images" / "colorization" / f"{row['position']:03d}_{name}.png" for name in names}
+        paths = {name: _image_path(folder / "images", "colorization", row["position"], name) for name in names}
         if not all(p.exists() for p in paths.values()) or not all(m in row["scores"] for m in methods):
             continue
         kept.append(row)
@@ -165,7 +165,8 @@ def evaluate(folder: Path) -> dict[str, Any]:
     per_image = {m: {"median_psnr": float(np.median([r["scores"][m]["psnr"] for r in rows])),
                      "above_grey": int(sum(r["scores"][m]["psnr"] > g for r, g in zip(rows, grey_psnr)))}
                  for m in ["observation", *methods]}
-    return {"folder": str(folder), "n": n, "dev_split": dev_split_accuracy(model), "dev_indices": [r["dev_index"] for r in rows], "labels": labels.tolist(),
+    return {"folder": str(folder), "n": n, "dev_split": dev_split_accuracy(model),
+            "dev_indices": [r["dev_index"] for r in rows], "labels": labels.tolist(),
             "methods": out, "latent_selection": selection, "mean_psnr": psnr, "psnr_per_image": per_image,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
 
@@ -174,7 +175,7 @@ def markdown(result: dict[str, Any]) -> str:
     n = result["n"]
     lines = [f"# Colorization: classifier accuracy on {n} CIFAR-10 dev images", "",
              f"Command: `python benchmarks/colorization_accuracy.py {result['folder']}` ({result['date']}); "
-             "the project's CIFAR-10 classifier (86.4% on the dev split); generative results with the grey "
+             "the project's CIFAR-10 classifier; generative results with the grey "
              "input's Lab L put back (raw: as generated).", "",
              f"On the whole 1,000-image dev split the classifier is right on {100 * result['dev_split']['clean']:.1f}% "
              f"of the colour images and {100 * result['dev_split']['grey']:.1f}% of them made grey.", "",
