@@ -31,6 +31,24 @@ from dgp_toolkit.precision import autocast, resolve_precision
 
 SELECT_FEATURES = 3  # latent selection scores the last 3 D features (DGP-METHOD.md section 3)
 PIXEL_LOSSES = frozenset({"mse", "l1", "nll"})  # losses that never read discriminator features
+MAX_SEED = 2**63 - 1  # torch seeds are 64-bit; the headroom keeps seed + run (and + 99) in range
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int in ``0..MAX_SEED``, else a :class:`DGPUsageError` naming it.
+
+    >>> check_seed(3), check_seed(MAX_SEED) == MAX_SEED
+    (3, True)
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        try:
+            index = seed.__index__()  # numpy and torch integers
+        except (AttributeError, TypeError):
+            raise DGPUsageError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}") from None
+        seed = index
+    if not 0 <= seed <= MAX_SEED:
+        raise DGPUsageError(f"seed must be an integer from 0 to 2**63 - 1, got {seed}")
+    return int(seed)
 
 
 @dataclasses.dataclass
@@ -131,7 +149,7 @@ class DGPRun:
         self.target = target.to(self.device, torch.float32)
         self.preset = preset
         self.schedule = preset.schedule.scaled(iterations_scale) if iterations_scale != 1.0 else preset.schedule
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.class_index = None if class_index is None else int(class_index)
         self.check_every = int(check_every)
         self.snapshot_stages = snapshot_stages

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from dgp_toolkit.engine import check_seed
 from dgp_toolkit.errors import DGPUsageError
 from dgp_toolkit.restoration import resolve_prior
 from dgp_toolkit.state import Reconstruction, is_state_file, load_state, reconstruction_from_result
@@ -333,6 +334,7 @@ def jitter(image_or_state: Any, *, prior: Any = None, std: float | Iterable[floa
     """
     stds = check_stds(std)
     count = _check_count(count)
+    seed = check_seed(seed)
     prior, rec = _prepare(image_or_state, prior, device=device, weights=weights, label=label, preset=preset,
                           seed=seed, iterations_scale=iterations_scale, fit=fit, progress=progress)
     generator = torch.Generator().manual_seed(int(seed))
@@ -361,6 +363,7 @@ def transfer(image_or_state: Any, to: Any = "all", *, prior: Any = None, seed: i
     >>> transfer("dog.png", to=["cat", "horse"]).class_names     # doctest: +SKIP
     ['cat', 'horse']
     """
+    seed = check_seed(seed)
     prior, rec = _prepare(image_or_state, prior, device=device, weights=weights, label=label, preset=preset,
                           seed=seed, iterations_scale=iterations_scale, fit=fit, progress=progress)
     classes = resolve_classes(prior, to)
@@ -422,6 +425,7 @@ def morph(image_a: Any, image_b: Any, *, steps: int = 11, prior: Any = None, see
     >>> frames = morph("cat.png", "dog.png", steps=5).frames   # doctest: +SKIP
     """
     alphas = _alphas(steps)
+    seed = check_seed(seed)
     labels = tuple(label) if isinstance(label, (tuple, list)) else (label, label)
     if len(labels) != 2:
         raise DGPUsageError(f"label: one class for both images or a pair, got {len(labels)}")
@@ -470,6 +474,7 @@ def sample(prior: Any = "biggan", *, label: int | str | None = None, count: int 
     ['cat', 'cat', 'cat', 'cat']
     """
     count = _check_count(count)
+    seed = check_seed(seed)
     try:
         std = float(std)
     except (TypeError, ValueError):

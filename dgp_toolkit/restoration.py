@@ -323,11 +323,12 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
     """Restore one loaded image with a prepared set-up (the body of :func:`restore`)."""
     import torch
 
-    from dgp_toolkit.engine import run_dgp
+    from dgp_toolkit.engine import check_seed, run_dgp
     from dgp_toolkit.images import FIT_MODES, to_pil
 
     if fit not in FIT_MODES:
         raise DGPUsageError(f"unknown fit mode {fit!r} (choose from {', '.join(FIT_MODES)})")
+    seed = check_seed(seed)
     start = time.perf_counter()
     prior, degradation = setup.prior, setup.degradation
     side, device = prior.resolution, prior.device

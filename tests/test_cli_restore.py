@@ -177,6 +177,17 @@ def test_usage_errors_exit_2_with_one_line_and_write_nothing(args, words, run, t
     assert result.stdout == "" and not (tmp_path / "out").exists()
 
 
+def test_a_seed_out_of_torch_range_is_refused_by_the_option_itself(run, tmp_path):
+    from dgp_toolkit.cli.output import SEED
+    from dgp_toolkit.engine import MAX_SEED
+
+    assert (SEED.min, SEED.max) == (0, MAX_SEED)
+    save_image(tmp_path / "a.png")
+    result = run("a.png", "--seed", str(10**23))
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.stderr
+    assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
 def test_an_unknown_preset_exits_2(run, tmp_path):
     save_image(tmp_path / "a.png")
     result = run("a.png", "--degrade", "gray", "--preset", "colourisation", preset=False)

@@ -86,6 +86,8 @@ def test_jitter_rejects_bad_arguments(prior, rec):
         jitter(rec, prior=prior, count=0)
     with pytest.raises(DGPUsageError, match="already has class 3"):
         jitter(rec, prior=prior, label=4)
+    with pytest.raises(DGPUsageError, match="seed must be an integer from 0 to 2"):
+        jitter(rec, prior=prior, seed=2**64)
 
 
 # ------------------------------------------------------------------------------ transfer

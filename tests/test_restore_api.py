@@ -117,6 +117,9 @@ def test_bad_inputs_are_usage_errors(bad, words, prior, preset):
     ({"label": "kitten"}, "unknown class 'kitten'"),
     ({"preset": "super-resolutoin"}, "did you mean 'super-resolution'"),
     ({"fit": "stretch"}, "unknown fit mode"),
+    ({"seed": 10**23}, "seed must be an integer from 0 to 2**63 - 1, got 100000000000000000000000"),
+    ({"seed": -1}, "seed must be an integer from 0 to 2**63 - 1, got -1"),
+    ({"seed": 1.5}, "seed must be an integer"),
 ])
 def test_user_mistakes_are_usage_errors(kwargs, words, prior, preset):
     options = {"degrade": ["gray"], "preset": preset, **kwargs}

@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from dgp_toolkit.cli.output import SEED
 from dgp_toolkit.hookspecs import hookimpl
 
 FIT_CHOICES = ("crop", "pad", "resize")  # dgp_toolkit.images.FIT_MODES, without importing numpy here
@@ -36,7 +37,7 @@ def _options(*, reconstruction: bool = True, output: str) -> Callable[[Any], Any
         click.option("--weights", type=click.Path(path_type=Path), default=None, metavar="DIR|FILE",
                      help="A folder holding an official G_ema_*.pth + D_*.pth pair (or a prior file), "
                           "used without importing it."),
-        click.option("--seed", type=int, default=0, show_default=True,
+        click.option("--seed", type=SEED, default=0, show_default=True,
                      help="Makes a CPU run bit-for-bit repeatable."),
         click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|mps",
                      help="auto picks CUDA, then MPS, then the CPU (cuda:N also works)."),

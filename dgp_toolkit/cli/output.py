@@ -11,6 +11,10 @@ from typing import Any
 
 import click
 
+# The --seed range of every command: engine.MAX_SEED (kept here so that the CLI's modules
+# load without torch; a test checks the two agree).
+SEED = click.IntRange(0, 2**63 - 1)
+
 
 def stdout_console() -> Any:
     """A rich console on stdout, for results (tables)."""

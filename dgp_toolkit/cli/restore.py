@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from dgp_toolkit.cli.output import SEED
 from dgp_toolkit.hookspecs import hookimpl
 
 #: Suffixes of the images a folder input expands to.
@@ -291,7 +292,7 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
               help="The image's class; default: latent selection picks one.")
 @click.option("--preset", default=None, metavar="NAME|FILE",
               help="A preset name (`dgp-tool presets`) or a TOML file; default: chosen from the degradations.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Makes a CPU run bit-for-bit repeatable.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Makes a CPU run bit-for-bit repeatable.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|mps",
               help="auto picks CUDA, then MPS, then the CPU (cuda:N also works).")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), default=Path("restored"),

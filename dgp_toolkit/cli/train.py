@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from dgp_toolkit.cli.output import SEED
 from dgp_toolkit.hookspecs import hookimpl
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -38,7 +39,7 @@ PRIOR_NAME = "prior.safetensors"
 @click.option("--ema-decay", type=float, default=0.9999, show_default=True)
 @click.option("--ema-start", type=click.IntRange(0), default=1000, show_default=True)
 @click.option("--ortho", type=float, default=1e-4, show_default=True, help="Orthogonal regularisation strength (G).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "float32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 autocast + channels-last where the hardware does bf16 natively, else float32.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or mps.")

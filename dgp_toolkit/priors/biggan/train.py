@@ -78,6 +78,9 @@ class TrainSettings:
             raise DGPUsageError("--ema-decay must be in [0, 1)")
         if self.precision not in ("auto", "float32", "bf16"):
             raise DGPUsageError(f"unknown precision {self.precision!r}; choices: auto, float32, bf16")
+        from dgp_toolkit.engine import check_seed
+
+        check_seed(self.seed)
 
 
 def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
