@@ -109,8 +109,22 @@ def test_rows_are_summarised_with_confidence_intervals(quality):
     table = quality.markdown(summary, {"command": "x", "date": "d", "machine": "m", "workers": 1, "wall_s": 60, "compute_s": 90,
                                        "settings": {"prior": "biggan", "iterations_scale": 1, "select_num": None,
                                                     "dip_iterations": 1, "dip_lr": 1e-3}})
-    assert "| denoising | dgp | 21.00 ± 2.48 | 0.500 ± 0.000 | 3 | 1.0 |" in table
+    assert "| denoising | dgp | 21.00 ± 2.48 | 21.00 | 0 / 3 | 0.500 ± 0.000 | 3 | 1.0 |" in table
     assert "| denoising | observation | **21.00 ± 2.48** |" in table  # a tie: the first best is bold
+    assert "| classical: " in table and "| 21.00 |  | 0.500" in table  # no count against itself
+
+
+def test_the_paired_count_and_median_read_each_image(quality):
+    # dgp wins on one image by much, loses on one and ties one: the mean is higher, the count low.
+    dgp, classical = [30.0, 19.0, 20.0 + 1e-6], [20.0, 20.0, 20.0]  # the last a tie in float noise
+    rows = [{"task": "inpainting", "scores": {"classical": {"psnr": c, "ssim": 0.5}, "dgp": {"psnr": d, "ssim": 0.5}}}
+            for d, c in zip(dgp, classical)]
+    rows.append({"task": "inpainting", "scores": {"classical": {"psnr": 20.0, "ssim": 0.5}}})  # dgp not run yet
+    out = quality.summarize(rows, ["inpainting"])["inpainting"]
+    assert out["dgp"]["psnr_mean"] == pytest.approx(23.0, abs=1e-3)
+    assert out["dgp"]["psnr_mean"] > out["classical"]["psnr_mean"]
+    assert out["dgp"]["above_classical"] == [1, 3] and out["dgp"]["psnr_median"] == 20.0 + 1e-6
+    assert out["classical"]["above_classical"] is None and out["classical"]["psnr_median"] == 20.0
 
 
 def test_the_subset_is_class_balanced(quality):
