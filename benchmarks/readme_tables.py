@@ -10,6 +10,8 @@ and is replaced by the text generated from its source (figures are never typed b
 ``quality-100``    ``benchmarks/results/quality-100/quality.md`` (``quality.py --n 100 ...``)
 ``speed``          ``benchmarks/results/speed/speed.md`` (``speed.py``)
 ``engine-speed``   ``benchmarks/results/engine_vs_reference_n20.json`` (``engine_vs_reference.py --n 20 --json``)
+``colorization-``  ``benchmarks/results/colorization/accuracy.json``
+``accuracy``       (``colorization_accuracy.py benchmarks/results/colorization``)
 =================  =========================================================
 
 A source that does not exist leaves its block as it is. ``--check`` writes nothing and
@@ -63,11 +65,40 @@ def engine_speed_table(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+COLORIZATION_ROWS = [("clean", "original (colour)"), ("observation", "grey input"),
+                     ("gan-inversion", "GAN inversion (`latent-only`), Lab L put back"),
+                     ("dgp", "**DGP**, Lab L put back")]
+
+
+def colorization_accuracy_table(path: Path) -> str:
+    data = json.loads(path.read_text())
+    psnr = data["mean_psnr"]
+    best_psnr = max(psnr, key=psnr.get)
+    lines = [f"| image ({data['n']} dev images) | top-1 accuracy (95% Wilson interval) | p(true class) gain over "
+             "grey (95% CI) | right where grey is wrong / the reverse (McNemar p) | mean Lab chroma | "
+             "mean PSNR (dB) |", "|---|---|---|---|---|---|"]
+    for key, name in COLORIZATION_ROWS:
+        m = data["methods"][key]
+        low, high = m["wilson95"]
+        accuracy = f"{100 * m['accuracy']:.0f}% ({100 * low:.0f}-{100 * high:.0f}%)"
+        gain = paired = ""
+        if "vs_observation" in m:
+            v = m["vs_observation"]
+            gain = f"{v['true_class_probability_gain']:+.3f} ± {v['true_class_probability_gain_ci95']:.3f}"
+            paired = f"{v['right_where_grey_wrong']} / {v['wrong_where_grey_right']} ({v['mcnemar_p']:.2g})"
+        if key == "dgp":
+            accuracy, gain = f"**{accuracy}**", f"**{gain}**"
+        score = "" if key not in psnr else (f"**{psnr[key]:.2f}**" if key == best_psnr else f"{psnr[key]:.2f}")
+        lines.append(f"| {name} | {accuracy} | {gain} | {paired} | {m['mean_chroma']:.1f} | {score} |")
+    return "\n".join(lines) + "\n"
+
+
 SOURCES = {
     "prior-quality": (RESULTS / "prior_quality.json", prior_quality_table),
     "quality-100": (RESULTS / "quality-100" / "quality.md", lambda p: p.read_text()),
     "speed": (RESULTS / "speed" / "speed.md", lambda p: p.read_text()),
     "engine-speed": (RESULTS / "engine_vs_reference_n20.json", engine_speed_table),
+    "colorization-accuracy": (RESULTS / "colorization" / "accuracy.json", colorization_accuracy_table),
 }
 
 
