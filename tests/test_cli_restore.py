@@ -181,11 +181,13 @@ def test_a_seed_out_of_torch_range_is_refused_by_the_option_itself(run, tmp_path
     from dgp_toolkit.cli.output import SEED
     from dgp_toolkit.engine import MAX_SEED
 
-    assert (SEED.min, SEED.max) == (0, MAX_SEED)
+    assert SEED.max == MAX_SEED and SEED.convert(str(MAX_SEED), None, None) == MAX_SEED
     save_image(tmp_path / "a.png")
-    result = run("a.png", "--seed", str(10**23))
-    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.stderr
-    assert result.stdout == "" and not (tmp_path / "out").exists()
+    for seed, words in [(str(10**23), f"{10**23} is not in the range 0 to 2**63 - 1"), ("-1", "-1 is not in the range"),
+                        ("1.5", "'1.5' is not an integer")]:
+        result = run("a.png", "--seed", seed)
+        assert result.exit_code == 2 and f"Invalid value for '--seed': {words}" in result.stderr
+        assert result.stdout == "" and not (tmp_path / "out").exists()
 
 
 def test_an_unknown_preset_exits_2(run, tmp_path):

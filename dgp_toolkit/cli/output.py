@@ -11,9 +11,28 @@ from typing import Any
 
 import click
 
-# The --seed range of every command: engine.MAX_SEED (kept here so that the CLI's modules
-# load without torch; a test checks the two agree).
-SEED = click.IntRange(0, 2**63 - 1)
+class SeedType(click.ParamType):
+    """The --seed of every command: an integer from 0 to ``max`` (engine.MAX_SEED, kept here so
+    that the CLI's modules load without torch; a test checks the two agree). Not an IntRange,
+    whose help would print the bound's 19 digits."""
+
+    name = "integer"
+    max = 2**63 - 1
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            seed = value
+        else:
+            try:
+                seed = int(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not an integer", param, ctx)
+        if not 0 <= seed <= self.max:
+            self.fail(f"{seed} is not in the range 0 to 2**63 - 1", param, ctx)
+        return seed
+
+
+SEED = SeedType()
 
 
 def stdout_console() -> Any:
