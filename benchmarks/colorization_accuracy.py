@@ -159,7 +159,13 @@ def evaluate(folder: Path) -> dict[str, Any]:
         if m == "dip":  # DIP has no latent selection (its "class" is a random draw)
             continue
         chosen = np.array([r["scores"][m].get("class", -1) for r in rows])
-        selection[m] = {"chosen_class_is_true": int((chosen == labels).sum()), "n": n}
+        right = chosen == labels
+        # The colours follow the chosen class: top-1 accuracy of the originals, the grey
+        # inputs and the method on the images where that class is the true one, and elsewhere.
+        split = {part: {"n": int(mask.sum()), **{name: int(correct[name][mask].sum())
+                                                   for name in ("clean", "observation", m)}}
+                 for part, mask in (("class_true", right), ("class_wrong", ~right))}
+        selection[m] = {"chosen_class_is_true": int(right.sum()), "n": n, "correct_by_selection": split}
     psnr = {m: float(np.mean([r["scores"][m]["psnr"] for r in rows])) for m in ["observation", *methods]}
     grey_psnr = np.array([r["scores"]["observation"]["psnr"] for r in rows])
     per_image = {m: {"median_psnr": float(np.median([r["scores"][m]["psnr"] for r in rows])),
@@ -200,6 +206,11 @@ def markdown(result: dict[str, Any]) -> str:
     for m, s in result["latent_selection"].items():
         lines.append(f"- {m}: the class its latent selection chose from the grey image is the true one for "
                      f"{s['chosen_class_is_true']} of {s['n']} images.")
+        for part, words in (("class_true", "true"), ("class_wrong", "not the true one")):
+            c = s["correct_by_selection"][part]
+            if c["n"]:
+                lines.append(f"  - where it is {words} ({c['n']} images), top-1 right on: originals {c['clean']}, "
+                             f"grey inputs {c['observation']}, {m} {c[m]}.")
     return "\n".join(lines) + "\n"
 
 

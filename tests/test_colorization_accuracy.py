@@ -71,6 +71,16 @@ def test_save_images_writes_every_tile_and_the_accuracy_is_scored_on_them(module
     assert 0.8 < result["dev_split"]["clean"] <= 1 and 0 < result["dev_split"]["grey"] <= 1
     assert m["observation"]["mean_chroma"] < 1.0 < m["clean"]["mean_chroma"]  # grey has no colour
     assert set(result["latent_selection"]) == {"gan-inversion", "dgp"}
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    for method, s in result["latent_selection"].items():
+        true = [r["scores"][method]["class"] == r["label"] for r in rows]
+        split = s["correct_by_selection"]
+        assert s["chosen_class_is_true"] == split["class_true"]["n"] == sum(true)
+        assert split["class_true"]["n"] + split["class_wrong"]["n"] == 3
+        for name in ("clean", "observation", method):
+            right = np.array(m[name]["predictions"]) == np.array(result["labels"])
+            assert split["class_true"][name] == right[np.array(true)].sum()
+            assert split["class_true"][name] + split["class_wrong"][name] == m[name]["correct"]
     assert "| grey input (observation) |" in (out / "accuracy.md").read_text()
 
 
