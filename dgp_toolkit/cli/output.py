@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+
 class SeedType(click.ParamType):
     """The --seed of every command: an integer from 0 to ``max`` (engine.MAX_SEED, kept here so
     that the CLI's modules load without torch; a test checks the two agree). Not an IntRange,
