@@ -146,6 +146,7 @@ class Settings:
     check_every: int = 50
     methods: str = "gan-inversion,dip,dgp"  # the generative methods to run (comma-separated)
     precision: str = "float32"  # the engine's (dgp_toolkit.precision); DIP too
+    true_class: bool = False  # give GAN inversion and DGP each image's true class (no class search)
 
     @property
     def generative(self) -> tuple[str, ...]:
@@ -309,7 +310,10 @@ def evaluate_image(ctx: Context, task: str, clean: Any, *, dev_index: int, label
     inp = load_input(clean[0].cpu())
     methods = tuple(s.generative if methods is None else methods)
     for method in methods:
-        result = restore_input(ctx.setup(task, method), inp, simulate=True, seed=int(seed),
+        method_setup = ctx.setup(task, method)
+        if s.true_class and method != "dip":  # DIP has no classes to choose from
+            method_setup = dataclasses.replace(method_setup, class_index=int(label), label=int(label))
+        result = restore_input(method_setup, inp, simulate=True, seed=int(seed),
                                iterations_scale=s.iterations_scale, check_every=s.check_every,
                                snapshot_stages=False, precision=s.precision)
         seen = result.metrics["observation"]
@@ -525,7 +529,9 @@ def _fmt(mean: float, ci: float | None, digits: int) -> str:
 
 
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that rows depend on: DIP's only when DIP runs."""
+    """The settings that rows depend on: DIP's only when DIP runs; ``true_class`` only when
+    set (folders from before it existed ran without it)."""
+    settings = {k: v for k, v in settings.items() if k != "true_class" or v}
     if "dip" in str(settings.get("methods", "")).split(","):
         return settings
     return {k: v for k, v in settings.items() if not k.startswith("dip_")}
@@ -549,7 +555,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"Prior `{s['prior']}`; iterations scale {s['iterations_scale']} of each preset; latent candidates "
         f"{s['select_num'] or 'as the preset'}; "
         + (f"DIP {_dip_steps(s)} (scaled too) at lr {s['dip_lr']}; " if "dip" in s.get("methods", "dip") else "")
-        + f"engine precision {s.get('precision', 'float32')}.",
+        + f"engine precision {s.get('precision', 'float32')}"
+        + ("; GAN inversion and DGP given each image's true class (--true-class)." if s.get("true_class") else "."),
         *([f"The restorations (method runs) were computed on "
            + "; ".join(f"{m} ({n})" for m, n in sorted(meta["row_machines"].items(), key=lambda kv: -kv[1]))
            + ": seconds per image depend on the machine."] if len(meta.get("row_machines") or {}) > 1 else []),
@@ -637,6 +644,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="write every image's tiles to OUT/images, not only the sheet's (for "
                              "colorization_accuracy.py)")
     parser.add_argument("--fresh", action="store_true", help="discard earlier rows in --out")
+    parser.add_argument("--true-class", action="store_true",
+                        help="give GAN inversion and DGP each image's true class, as `restore --class` would "
+                             "(latent selection then only picks z)")
     parser.add_argument("--report", action="store_true",
                         help="run nothing: write the table, JSON and sheet from the rows so far (a partial run "
                              "says so); give the run's other options too")
@@ -654,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(prior=args.prior, weights=args.weights, iterations_scale=args.iterations_scale,
                         select_num=args.select_num or None, seed=args.seed, dip_iterations=args.dip_iterations,
                         dip_lr=args.dip_lr, methods=",".join(m for m in GENERATIVE if m in methods),
-                        precision=args.precision)
+                        precision=args.precision, true_class=args.true_class)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     rows_path, settings_path = out / "rows.jsonl", out / "settings.json"

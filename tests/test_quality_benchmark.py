@@ -85,6 +85,23 @@ def test_methods_select_what_runs_and_the_summary_follows(quality, tiny_biggan, 
     assert sheet is not None and sheet.exists()
 
 
+def test_true_class_gives_each_image_its_label_and_keeps_old_folders_comparable(quality, tiny_biggan):
+    rows = {}
+    for true_class in (False, True):
+        settings = quality.Settings(iterations_scale=0.005, select_num=4, check_every=1,
+                                    methods="gan-inversion,dgp", true_class=true_class)
+        ctx = quality.Context(settings)
+        rows[true_class] = [quality.evaluate_image(ctx, "colorization", scene(), dev_index=k, label=k, position=k,
+                                                   seed=k) for k in range(4)]
+    for r in rows[True]:
+        assert r["scores"]["dgp"]["class"] == r["scores"]["gan-inversion"]["class"] == r["label"]
+    assert any(r["scores"]["dgp"]["class"] != r["label"] for r in rows[False])  # selection chose, 4 classes
+    plain = dataclasses.asdict(quality.Settings())
+    before = {k: v for k, v in plain.items() if k != "true_class"}  # a settings.json from before the option
+    assert quality._comparable(before) == quality._comparable(plain)
+    assert quality._comparable({**plain, "true_class": True}) != quality._comparable(plain)
+
+
 def test_scores_are_those_of_restore_simulate(quality, context):
     """The benchmark's DGP score is what ``restore(..., simulate=True)`` reports."""
     from dgp_toolkit.restoration import restore
