@@ -190,6 +190,18 @@ def test_a_seed_out_of_torch_range_is_refused_by_the_option_itself(run, tmp_path
         assert result.stdout == "" and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("value, words", [("inf", "'inf' is not a finite number > 0"),
+                                          ("nan", "'nan' is not a finite number > 0"),
+                                          ("0", "'0' is not a finite number > 0"), ("fast", "'fast' is not a number")])
+def test_a_non_finite_iterations_scale_is_refused_by_the_option_itself(value, words, run, tmp_path):
+    # A FloatRange let nan through and took inf, which failed after the prior loaded
+    # ("unexpected OverflowError: cannot convert float infinity to integer").
+    save_image(tmp_path / "a.png")
+    result = run("a.png", "--iterations-scale", value)
+    assert result.exit_code == 2 and f"Invalid value for '--iterations-scale': {words}" in result.stderr
+    assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
 def test_an_unknown_preset_exits_2(run, tmp_path):
     save_image(tmp_path / "a.png")
     result = run("a.png", "--degrade", "gray", "--preset", "colourisation", preset=False)

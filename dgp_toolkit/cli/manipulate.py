@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from dgp_toolkit.cli.output import SEED
+from dgp_toolkit.cli.output import POSITIVE, SEED
 from dgp_toolkit.hookspecs import hookimpl
 
 FIT_CHOICES = ("crop", "pad", "resize")  # dgp_toolkit.images.FIT_MODES, without importing numpy here
@@ -51,7 +51,7 @@ def _options(*, reconstruction: bool = True, output: str) -> Callable[[Any], Any
             click.option("--preset", default=None, metavar="NAME|FILE",
                          help="Preset of the reconstruction (`dgp-tool presets`) or a TOML file "
                               "[default: manipulation]."),
-            click.option("--iterations-scale", type=click.FloatRange(0, min_open=True), default=1.0,
+            click.option("--iterations-scale", type=POSITIVE, default=1.0,
                          show_default=True, metavar="F",
                          help="Multiply every stage's iterations (0.1 for a quick look)."),
             click.option("--fit", type=click.Choice(FIT_CHOICES), default="crop", show_default=True,
@@ -481,7 +481,7 @@ Examples:
 @click.option("--class", "class_", default=None, metavar="INDEX|NAME",
               help="The class of every sample; default: a random class per sample.")
 @click.option("--count", type=click.IntRange(1), default=8, show_default=True, help="Number of samples.")
-@click.option("--std", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+@click.option("--std", type=POSITIVE, default=1.0, show_default=True,
               help="Standard deviation of the latents (smaller: more typical, less varied).")
 @_options(reconstruction=False, output="samples")
 def sample_command(class_: str | None, count: int, std: float, **opts: Any) -> None:

@@ -7,6 +7,7 @@ Consoles are created per call so that they write to the *current* ``sys.stdout``
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
@@ -34,6 +35,32 @@ class SeedType(click.ParamType):
 
 
 SEED = SeedType()
+
+
+class NumberType(click.ParamType):
+    """A finite float above ``low`` (``inclusive``: at or above). Not a FloatRange, which lets
+    ``nan`` through (every comparison with it is false) and takes ``inf``, so that
+    ``--iterations-scale inf`` failed deep in the engine and ``--max-minutes nan`` never stopped."""
+
+    name = "number"
+
+    def __init__(self, low: float = 0.0, inclusive: bool = False) -> None:
+        self.low, self.inclusive = low, inclusive
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        above = number >= self.low if self.inclusive else number > self.low
+        if not (math.isfinite(number) and above):
+            bound = f">= {self.low:g}" if self.inclusive else f"> {self.low:g}"
+            self.fail(f"{value!r} is not a finite number {bound}", param, ctx)
+        return number
+
+
+POSITIVE = NumberType()
+NON_NEGATIVE = NumberType(inclusive=True)
 
 
 def stdout_console() -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from dgp_toolkit.cli.output import SEED
+from dgp_toolkit.cli.output import POSITIVE, SEED
 from dgp_toolkit.hookspecs import hookimpl
 
 #: Suffixes of the images a folder input expands to.
@@ -304,7 +304,7 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=None, metavar="FILE.json",
               help="Also write the JSON list to this file.")
 @click.option("--sheet", is_flag=True, help="Also write NAME_sheet.png: input, observation, stages, result.")
-@click.option("--iterations-scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+@click.option("--iterations-scale", type=POSITIVE, default=1.0, show_default=True,
               metavar="F", help="Multiply every stage's iterations (0.1 for a quick look).")
 @click.option("--runs", type=click.IntRange(1), default=None, metavar="N",
               help="Average N restorations, each from its own latent selection (seeds SEED, SEED+1, ...): "

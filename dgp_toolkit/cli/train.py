@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from dgp_toolkit.cli.output import SEED
+from dgp_toolkit.cli.output import NON_NEGATIVE, POSITIVE, SEED, NumberType
 from dgp_toolkit.hookspecs import hookimpl
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -22,7 +22,7 @@ PRIOR_NAME = "prior.safetensors"
               help="Run folder: checkpoint.pt, samples/, prior.safetensors, history.json.")
 @click.option("--iterations", type=click.IntRange(1), default=20000, show_default=True,
               help="Total generator steps of the run (a resumed run continues up to this).")
-@click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--max-minutes", type=POSITIVE, default=None,
               help="Stop cleanly at a checkpoint after this many minutes; run again to resume.")
 @click.option("--resolution", type=click.Choice(["32", "64", "128", "256"]), default="32", show_default=True)
 @click.option("--g-ch", "G_ch", type=click.IntRange(8), default=32, show_default=True)
@@ -34,11 +34,11 @@ PRIOR_NAME = "prior.safetensors"
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--d-steps", type=click.IntRange(1), default=2, show_default=True,
               help="Discriminator steps per generator step.")
-@click.option("--lr-g", type=float, default=2e-4, show_default=True)
-@click.option("--lr-d", type=float, default=2e-4, show_default=True)
-@click.option("--ema-decay", type=float, default=0.9999, show_default=True)
+@click.option("--lr-g", type=POSITIVE, default=2e-4, show_default=True)
+@click.option("--lr-d", type=POSITIVE, default=2e-4, show_default=True)
+@click.option("--ema-decay", type=NumberType(0.0, inclusive=True), default=0.9999, show_default=True)
 @click.option("--ema-start", type=click.IntRange(0), default=1000, show_default=True)
-@click.option("--ortho", type=float, default=1e-4, show_default=True, help="Orthogonal regularisation strength (G).")
+@click.option("--ortho", type=NON_NEGATIVE, default=1e-4, show_default=True, help="Orthogonal regularisation strength (G).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "float32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 autocast + channels-last where the hardware does bf16 natively, else float32.")

@@ -18,6 +18,7 @@ Schedules round-trip through plain dicts (JSON/TOML): ``Schedule.from_dict(s.to_
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from dgp_toolkit.errors import DGPUsageError
@@ -59,8 +60,8 @@ class Schedule:
     def scaled(self, factor: float) -> "Schedule":
         """The same schedule with every stage's iterations multiplied by ``factor``
         (at least one step per stage)."""
-        if not factor > 0:
-            raise DGPUsageError(f"--iterations-scale must be positive, got {factor}")
+        if not (math.isfinite(factor) and factor > 0):
+            raise DGPUsageError(f"--iterations-scale must be a finite number > 0, got {factor}")
         stages = [dataclasses.replace(s, iterations=max(1, round(s.iterations * factor)))
                   for s in self.stages]
         return dataclasses.replace(self, stages=stages)

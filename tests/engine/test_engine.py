@@ -136,8 +136,9 @@ def test_bad_arguments_are_usage_errors(prior):
         run_dgp(prior, deg, target, preset=tiny_preset(), class_index=10)
     with pytest.raises(DGPUsageError, match="observation"):
         run_dgp(prior, deg, target[0], preset=tiny_preset())
-    with pytest.raises(DGPUsageError, match="iterations-scale"):
-        run_dgp(prior, deg, target, preset=tiny_preset(), iterations_scale=0)
+    for scale in (0, float("inf"), float("nan")):
+        with pytest.raises(DGPUsageError, match="iterations-scale must be a finite number > 0"):
+            run_dgp(prior, deg, target, preset=tiny_preset(), iterations_scale=scale)
 
 
 def test_schedules_round_trip_and_differ():

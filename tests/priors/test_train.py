@@ -174,3 +174,22 @@ def test_bf16_fast_path_keeps_losses_finite_and_samples_close_to_float32(folder_
     assert (a - b).abs().mean().item() < 0.1 * spread, ((a - b).abs().mean().item(), spread)
     # the weights stay float32 under autocast
     assert all(p.dtype == torch.float32 for p in runs["bf16"].G.parameters())
+
+
+@pytest.mark.parametrize("option, value", [("--lr-g", "nan"), ("--lr-d", "-1e-4"), ("--max-minutes", "nan"),
+                                           ("--ortho", "inf")])
+def test_train_prior_refuses_non_finite_or_negative_numbers_before_anything_runs(folder_dataset, tmp_path,
+                                                                                 option, value):
+    # --max-minutes nan passed a FloatRange and then never stopped; --lr-g nan trained to NaN.
+    from dgp_toolkit.cli import make_cli
+
+    r = CliRunner().invoke(make_cli(), ["train-prior", str(folder_dataset), "-o", str(tmp_path / "run"),
+                                        option, value, "--quiet"])
+    assert r.exit_code == 2 and f"Invalid value for '{option}': '{value}' is not a finite number" in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_settings_refuse_bad_learning_rates_from_python_too():
+    for bad in (dict(lr_g=float("nan")), dict(lr_d=0.0), dict(ortho=-1.0), dict(ema_decay=float("nan"))):
+        with pytest.raises(DGPUsageError, match="must be"):
+            TrainSettings(**{**TINY, **bad}).validate()

@@ -74,6 +74,11 @@ class TrainSettings:
         for name in ("batch_size", "d_steps", "checkpoint_every", "sample_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise DGPUsageError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("lr_g", "lr_d"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise DGPUsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.ortho) and self.ortho >= 0):
+            raise DGPUsageError(f"--ortho must be a finite number >= 0, got {self.ortho}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise DGPUsageError("--ema-decay must be in [0, 1)")
         if self.precision not in ("auto", "float32", "bf16"):
