@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import numbers
 import time
 from typing import Any, Callable
 
@@ -141,8 +142,8 @@ class DGPRun:
         if class_index is not None and not 0 <= int(class_index) < prior.n_classes:
             raise DGPUsageError(f"class {class_index} is out of range for prior {prior.name!r} "
                                 f"(0..{prior.n_classes - 1})")
-        if check_every < 1:
-            raise DGPUsageError("check_every must be at least 1")
+        if isinstance(check_every, bool) or not isinstance(check_every, numbers.Integral) or check_every < 1:
+            raise DGPUsageError(f"check_every must be a whole number >= 1, got {check_every!r}")
         self.prior = prior
         self.degradation = degradation
         self.device = prior.device

@@ -237,8 +237,16 @@ def load_input(image: Any) -> InputImage:
     """Read a path, PIL image, ``H x W x 3`` uint8 array or ``(3, H, W)`` tensor in [-1, 1].
 
     Anything else, or data outside those conventions, raises :class:`DGPUsageError`
-    (values are never rescaled silently).
+    (values are never rescaled silently; an image without pixels is refused).
     """
+    inp = _load_input(image)
+    width, height = inp.size
+    if width < 1 or height < 1:
+        raise DGPUsageError(f"{inp.source}: the image is empty ({width}x{height} pixels)")
+    return inp
+
+
+def _load_input(image: Any) -> InputImage:
     from dgp_toolkit.images import _to_rgb, read_image
 
     if isinstance(image, (str, os.PathLike)):
@@ -249,8 +257,10 @@ def load_input(image: Any) -> InputImage:
         return InputImage(rgb, "<PIL image>", list(notes))
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            hint = ("; convert floats in [0, 1] with (x * 255).round().astype('uint8')"
+                    if image.dtype.kind == "f" else "")
             raise DGPUsageError(f"expected an H x W x 3 uint8 array (or H x W for grey), got {image.dtype} "
-                                f"{image.shape}; convert floats with (x * 255).round().astype('uint8')")
+                                f"{image.shape}{hint}")
         notes = ["greyscale array converted to RGB"] if image.ndim == 2 else []
         return InputImage(Image.fromarray(image).convert("RGB"), "<array>", notes)
     import torch
@@ -262,6 +272,8 @@ def load_input(image: Any) -> InputImage:
         if t.ndim != 3 or t.shape[0] != 3 or not t.is_floating_point():
             raise DGPUsageError(f"expected a float (3, H, W) tensor in [-1, 1], got {t.dtype} {tuple(image.shape)}")
         t = t.float().cpu()
+        if t.numel() == 0:
+            raise DGPUsageError(f"<tensor>: the image is empty ({t.shape[2]}x{t.shape[1]} pixels)")
         if not bool(torch.isfinite(t).all()):
             raise DGPUsageError("the input tensor holds NaN or infinite values")
         low, high = float(t.min()), float(t.max())

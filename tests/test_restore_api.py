@@ -104,6 +104,11 @@ def test_degradation_objects_and_specs_mix(prior, preset):
     (torch.full((3, 8, 8), 2.0), "[-1, 1]"),
     (torch.zeros(2, 3, 8, 8), "(3, H, W)"),
     ([1, 2, 3], "expected an image"),
+    (np.zeros((8, 8, 3), np.int16), "got int16 (8, 8, 3)"),
+    (np.zeros((0, 0, 3), np.uint8), "<array>: the image is empty (0x0 pixels)"),
+    (np.zeros((5, 0), np.uint8), "<array>: the image is empty (0x5 pixels)"),
+    (torch.zeros(3, 0, 4), "<tensor>: the image is empty (4x0 pixels)"),
+    (Image.new("RGB", (0, 0)), "<PIL image>: the image is empty (0x0 pixels)"),
 ])
 def test_bad_inputs_are_usage_errors(bad, words, prior, preset):
     with pytest.raises(DGPUsageError) as error:
@@ -120,6 +125,10 @@ def test_bad_inputs_are_usage_errors(bad, words, prior, preset):
     ({"seed": 10**23}, "seed must be an integer from 0 to 2**63 - 1, got 100000000000000000000000"),
     ({"seed": -1}, "seed must be an integer from 0 to 2**63 - 1, got -1"),
     ({"seed": 1.5}, "seed must be an integer"),
+    ({"iterations_scale": float("inf")}, "iterations-scale must be a finite number > 0, got inf"),
+    ({"iterations_scale": "fast"}, "iterations-scale must be a finite number > 0, got fast"),
+    ({"check_every": "10"}, "check_every must be a whole number >= 1, got '10'"),
+    ({"check_every": 0}, "check_every must be a whole number >= 1, got 0"),
 ])
 def test_user_mistakes_are_usage_errors(kwargs, words, prior, preset):
     options = {"degrade": ["gray"], "preset": preset, **kwargs}

@@ -60,7 +60,8 @@ class Schedule:
     def scaled(self, factor: float) -> "Schedule":
         """The same schedule with every stage's iterations multiplied by ``factor``
         (at least one step per stage)."""
-        if not (math.isfinite(factor) and factor > 0):
+        number = isinstance(factor, (int, float)) and not isinstance(factor, bool)
+        if not (number and math.isfinite(factor) and factor > 0):
             raise DGPUsageError(f"--iterations-scale must be a finite number > 0, got {factor}")
         stages = [dataclasses.replace(s, iterations=max(1, round(s.iterations * factor)))
                   for s in self.stages]
