@@ -118,18 +118,33 @@ def _parse(data: dict[str, Any], name: str, family: str, source: str) -> Preset:
     options = dict(data.get("options", {}))
     if "schedule" not in data:
         raise DGPUsageError(f"preset {source}: missing [schedule] section")
-    try:
-        select_num = int(select.pop("select_num", 500))
-        sample_std = float(select.pop("sample_std", 0.3))
-        update_embed = bool(options.pop("update_embed", False))
-        runs = check_runs(options.pop("runs", 1), f"preset {source}: ")
-    except (TypeError, ValueError) as exc:
-        raise DGPUsageError(f"preset {source}: {exc}") from None
+    from dgp_toolkit.plugins.schedules import _flag, _number, _whole
+
+    def field(table, key, default, kind, what):
+        value = table.pop(key, default)
+        try:
+            return kind(value)
+        except ValueError:
+            raise DGPUsageError(f"preset {source}: {key} must be {what}, got {value!r}") from None
+
+    select_num = field(select, "select_num", 500, _whole, "a whole number >= 1")
+    sample_std = field(select, "sample_std", 0.3, _number, "a finite number > 0")
+    update_embed = field(options, "update_embed", False, _flag, "true or false")
+    runs = check_runs(options.pop("runs", 1), f"preset {source}: ")
     if select or options:
         raise DGPUsageError(f"preset {source}: unknown keys {sorted(select) + sorted(options)}")
-    if select_num < 1 or not sample_std > 0:
-        raise DGPUsageError(f"preset {source}: select_num must be >= 1 and sample_std > 0")
-    schedule = Schedule.from_dict(data["schedule"])
+    if select_num < 1:
+        raise DGPUsageError(f"preset {source}: select_num must be a whole number >= 1, got {select_num}")
+    if not sample_std > 0:
+        raise DGPUsageError(f"preset {source}: sample_std must be a finite number > 0, got {sample_std}")
+    try:
+        schedule = Schedule.from_dict(data["schedule"])
+        from dgp_toolkit.registry import get_registry
+
+        for loss in sorted({k for stage in schedule.stages for k in stage.weights}):
+            get_registry().entry("loss", loss)  # an unknown loss fails here, not per input at run time
+    except DGPUsageError as exc:
+        raise DGPUsageError(f"preset {source}: {exc}") from None
     return Preset(name=name, task=str(data.get("task", name)), family=family,
                   description=str(data.get("description", "")), select_num=select_num,
                   sample_std=sample_std, update_embed=update_embed, schedule=schedule, source=source, runs=runs)
@@ -145,7 +160,7 @@ def preset_from_dict(data: dict[str, Any], name: str, *, family: str = "biggan-3
     >>> (p.name, p.select_num, p.schedule.total_iterations)
     ('mine', 8, 5)
     """
-    return _parse(data, name, family, source or f"preset {name!r}")
+    return _parse(data, name, family, source or repr(name))
 
 
 def load_preset(name_or_path: str | Path, prior: Any = None, *, family: str | None = None) -> Preset:

@@ -84,6 +84,30 @@ class Schedule:
         return build_schedule(name, **data)
 
 
+def _whole(value: Any) -> int:
+    """A whole number: an int, or a float without a fraction (TOML's ``200.0``); not a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value):
+        raise ValueError(value)
+    return int(value)
+
+
+def _number(value: Any) -> float:
+    """A finite number; not a bool, not a string."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(value)
+    return float(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(value)
+    return value
+
+
+_KIND_NAMES = {_whole: "whole-number", _number: "finite number", _flag: "true/false"}
+
+
 def _stage_table(iterations, ft_num, g_lr, z_lr, lr_ratio=None, ftr_num=None, use_in=None,
                  weights=None) -> list[Stage]:
     if not isinstance(iterations, (list, tuple)) or not iterations:
@@ -96,34 +120,50 @@ def _stage_table(iterations, ft_num, g_lr, z_lr, lr_ratio=None, ftr_num=None, us
         if not isinstance(value, (list, tuple)):
             value = [value] * n
         if len(value) != n:
-            raise DGPUsageError(f"schedule field '{key}' has {len(value)} entries for {n} stages")
+            raise DGPUsageError(f"schedule field '{key}' has {len(value)} entries, but 'iterations' has {n} "
+                                "(one entry per stage)")
         try:
             return [kind(v) for v in value]
         except (TypeError, ValueError):
-            raise DGPUsageError(f"schedule field '{key}' must hold {kind.__name__} values, got {value!r}") from None
+            raise DGPUsageError(f"schedule field '{key}' must hold {_KIND_NAMES[kind]} values, "
+                                f"got {value!r}") from None
 
-    its = per_stage("iterations", iterations, None, int)
+    def at_least(key, values, low):
+        if any(v < low for v in values):
+            raise DGPUsageError(f"schedule field '{key}' must hold values >= {low:g}, got {values!r}")
+        return values
+
+    its = per_stage("iterations", iterations, None, _whole)
     if any(i < 1 for i in its):
         raise DGPUsageError("every stage needs at least 1 iteration")
-    ft = per_stage("ft_num", ft_num, None, int)
-    glr = per_stage("g_lr", g_lr, None, float)
-    zlr = per_stage("z_lr", z_lr, None, float)
-    ratio = per_stage("lr_ratio", lr_ratio, 1.0, float)
-    ftr = per_stage("ftr_num", ftr_num, 3, int)
-    uin = per_stage("use_in", use_in, False, bool)
-    if any(v < 0 for v in glr + zlr):
-        raise DGPUsageError("learning rates must not be negative")
+    ft = at_least("ft_num", per_stage("ft_num", ft_num, None, _whole), 0)
+    glr = at_least("g_lr", per_stage("g_lr", g_lr, None, _number), 0)
+    zlr = at_least("z_lr", per_stage("z_lr", z_lr, None, _number), 0)
+    ratio = at_least("lr_ratio", per_stage("lr_ratio", lr_ratio, 1.0, _number), 0)
+    ftr = at_least("ftr_num", per_stage("ftr_num", ftr_num, 3, _whole), 0)
+    uin = per_stage("use_in", use_in, False, _flag)
     weights = dict(weights or {})
-    w_lists = {k: per_stage(f"weights.{k}", v, None, float) for k, v in weights.items()}
+    w_lists = {k: at_least(f"weights.{k}", per_stage(f"weights.{k}", v, None, _number), 0)
+               for k, v in weights.items()}
     return [Stage(iterations=its[s], ft_num=ft[s], g_lr=glr[s], z_lr=zlr[s], lr_ratio=ratio[s],
                   ftr_num=ftr[s], use_in=uin[s], weights={k: w[s] for k, w in w_lists.items()})
             for s in range(n)]
 
 
 def _options(kw: dict[str, Any]) -> dict[str, Any]:
-    opts = {k: kw.pop(k) for k in ("warmup", "early_stop_mse", "early_stop_d") if k in kw}
-    return {"warmup": int(opts.get("warmup", 0)), "early_stop_mse": float(opts.get("early_stop_mse", 0.0)),
-            "early_stop_d": float(opts.get("early_stop_d", 0.0))}
+    out = {"warmup": 0, "early_stop_mse": 0.0, "early_stop_d": 0.0}
+    for key, default in list(out.items()):
+        if key not in kw:
+            continue
+        value = kw.pop(key)
+        kind = _whole if key == "warmup" else _number
+        try:
+            out[key] = kind(value)
+        except ValueError:
+            raise DGPUsageError(f"schedule field '{key}' must be a {_KIND_NAMES[kind]}, got {value!r}") from None
+        if out[key] < 0:
+            raise DGPUsageError(f"schedule field '{key}' must be >= 0, got {value!r}")
+    return out
 
 
 def _reject_unknown(name: str, kw: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import dgp_toolkit
 from dgp_toolkit.engine import DGPRun, draw_candidates, run_dgp, score_candidates
 from dgp_toolkit.errors import DGPUsageError
 from dgp_toolkit.plugins.schedules import Schedule, build_schedule
-from dgp_toolkit.presets import list_presets, load_preset, task_for_degradations
+from dgp_toolkit.presets import list_presets, load_preset, preset_from_dict, task_for_degradations
 
 from tiny import make_preset, make_prior
 
@@ -185,6 +185,53 @@ def test_presets_exist_for_every_task_and_family():
     assert sr.schedule.total_iterations == 1000 and sr.select_num == 500
     with pytest.raises(DGPUsageError, match="did you mean 'inpainting'"):
         load_preset("inpaint", family="biggan-32")
+
+
+_GOOD_TABLE = {"select": {"select_num": 4, "sample_std": 0.3}, "options": {"update_embed": False},
+               "schedule": {"iterations": [5, 5], "ft_num": [1, 2], "g_lr": [1e-4, 1e-4], "z_lr": [1e-3, 1e-3],
+                            "ftr_num": [3, 3], "use_in": [False, False],
+                            "weights": {"mse": [1.0, 1.0], "nll": [0.02, 0.02]}}}
+
+
+def _with(section: str, key: str, value):
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in _GOOD_TABLE.items()}
+    if key.startswith("weights."):
+        data[section]["weights"] = {**data[section]["weights"], key[8:]: value}
+    else:
+        data[section][key] = value
+    return data
+
+
+@pytest.mark.parametrize("section, key, value, words", [
+    ("schedule", "g_lr", [float("nan"), 1e-4], "schedule field 'g_lr' must hold finite number values"),
+    ("schedule", "z_lr", [-1e-3, 1e-3], "schedule field 'z_lr' must hold values >= 0"),
+    ("schedule", "weights.nll", [float("inf"), 0.0], "schedule field 'weights.nll' must hold finite number values"),
+    ("schedule", "weights.mse", [-1.0, 1.0], "schedule field 'weights.mse' must hold values >= 0"),
+    ("schedule", "weights.msee", [1.0, 1.0], "unknown loss 'msee'; did you mean 'mse'?"),
+    ("schedule", "iterations", [5.5, 5], "schedule field 'iterations' must hold whole-number values"),
+    ("schedule", "ft_num", [1, "2"], "schedule field 'ft_num' must hold whole-number values"),
+    ("schedule", "use_in", [0, 1], "schedule field 'use_in' must hold true/false values"),
+    ("schedule", "ftr_num", [3], "schedule field 'ftr_num' has 1 entries, but 'iterations' has 2"),
+    ("schedule", "warmup", -5, "schedule field 'warmup' must be >= 0"),
+    ("schedule", "early_stop_mse", "low", "schedule field 'early_stop_mse' must be a finite number"),
+    ("select", "select_num", 2.5, "select_num must be a whole number >= 1, got 2.5"),
+    ("select", "select_num", 0, "select_num must be a whole number >= 1, got 0"),
+    ("select", "sample_std", "big", "sample_std must be a finite number > 0, got 'big'"),
+    ("select", "sample_std", float("nan"), "sample_std must be a finite number > 0, got nan"),
+    ("options", "update_embed", 3, "update_embed must be true or false, got 3"),
+])
+def test_a_bad_preset_value_is_refused_when_the_preset_loads_and_named(section, key, value, words):
+    # Before: nan rates and inf weights were taken, 5.5 iterations became 5, update_embed = 3 was
+    # true, and an unknown loss failed per input at run time.
+    assert preset_from_dict(_GOOD_TABLE, "mine").schedule.total_iterations == 10
+    with pytest.raises(DGPUsageError) as error:
+        preset_from_dict(_with(section, key, value), "mine", source="mine.toml")
+    assert str(error.value).startswith("preset mine.toml: ") and words in str(error.value)
+
+
+def test_whole_floats_are_whole_numbers_in_a_preset():
+    data = _with("schedule", "iterations", [5.0, 5])
+    assert [s.iterations for s in preset_from_dict(data, "mine").schedule.stages] == [5, 5]
 
 
 @pytest.mark.parametrize("names,task", [
