@@ -240,3 +240,12 @@ def test_official_128px_pair_imports_and_loads_back_identically(dgp, official128
     wrong = dgp("weights", "import", str(folder / "G_ema_128.pth"), str(folder / "D_128.pth"),
                 "--variant", "biggan-imagenet-256")
     assert_one_line_error(wrong, 2, "does not fit biggan-imagenet-256", "variant biggan-imagenet-128")
+
+
+def test_a_missing_d_file_is_reported_before_the_g_file_is_read(dgp, tmp_path):
+    g, d, _, _ = save_pair(tmp_path / "src", SMALL)
+    missing = tmp_path / "src" / "D_nope.pth"
+    result = dgp("weights", "import", g, str(missing), "--config", write_config(tmp_path / "a.json", SMALL),
+                 "--as", "x")
+    assert_one_line_error(result, 2, "weights file not found", "D_nope.pth")
+    assert "reading" not in result.stderr

@@ -200,6 +200,11 @@ def import_pair(G_file: str | Path, D_file: str | Path, *, variant: str | None =
     )
 
     G_path, D_path = Path(G_file).expanduser().resolve(), Path(D_file).expanduser().resolve()
+    for path in (G_path, D_path):  # both, before reading a file of hundreds of MB
+        if not path.exists():
+            raise DGPUsageError(f"weights file not found: {path}")
+        if path.is_dir():
+            raise DGPUsageError(f"{path} is a folder, not a weights file")
     say(f"reading {G_path}")
     G_sd = drop_instance_norm(read_state_dict(G_path))
     say(f"reading {D_path}")

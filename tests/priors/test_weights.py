@@ -357,3 +357,18 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_an_image_given_as_weights_is_named_as_such(tmp_path):
+    # An image passed for a .pth read as a pickle said "it contains code objects".
+    from PIL import Image
+
+    png = tmp_path / "G_ema.png"
+    Image.new("RGB", (4, 4)).save(png)
+    with pytest.raises(DGPUsageError) as info:
+        read_state_dict(png)
+    assert_one_line(info.value, str(png), "it is a PNG image, not a PyTorch (.pth) or safetensors weights file")
+    empty = tmp_path / "G_ema.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(DGPUsageError, match="the file is empty"):
+        read_state_dict(empty)

@@ -120,7 +120,24 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, metadata
 
 
+#: How files that are no weights start (for a clearer message than the unpickler's).
+_OTHER_FORMATS = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+                  b"%PDF": "a PDF document", b"\x1f\x8b": "a gzip archive", b"BM": "a BMP image"}
+
+
 def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+    with path.open("rb") as f:
+        head = f.read(8)
+    # torch.save writes a zip archive ("PK"); the legacy format and plain pickles begin
+    # with the pickle protocol opcode 0x80. Anything else is not a weights file.
+    if not head:
+        raise DGPUsageError(f"cannot read {path}: the file is empty (truncated or corrupt)")
+    if not head.startswith((b"PK", b"\x80")):
+        kind = next((what for magic, what in _OTHER_FORMATS.items() if head.startswith(magic)), None)
+        if kind:
+            raise DGPUsageError(f"cannot read {path}: it is {kind}, not a PyTorch (.pth) or safetensors weights file")
+        raise DGPUsageError(f"cannot read {path}: not a PyTorch (.pth) or safetensors weights file, or truncated "
+                            "or corrupt (it does not begin as one does)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols, not ours to show
