@@ -227,9 +227,25 @@ def prepare_restore(degrade: Any = (), prior: Any = "biggan", *, preset: Any = N
     elif isinstance(preset, (str, os.PathLike)):
         preset = load_preset(preset if isinstance(preset, str) else str(preset), prior)
     degradation.to(prior.device)
+    _probe(degradation, prior.resolution, prior.device)
     return RestoreSetup(prior=prior, degradation=degradation, steps=steps, specs=[s.spec for s in steps],
                         preset=preset, class_index=class_index, label=label,
                         weights=None if weights is None else str(weights))
+
+
+def _probe(degradation: Any, side: int, device: Any) -> None:
+    """Degrade a blank image of the prior's size once, so that options which cannot work
+    at that size (``blur:sigma=100`` on a 32-px prior, a ``mask`` box outside it) are a
+    usage error now, before any input, rather than the same error for every input."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            degradation(torch.zeros(1, 3, side, side, device=device))
+    except DGPUsageError:
+        raise
+    except Exception:  # noqa: BLE001 - anything else is reported per input, as it would be without the probe
+        pass
 
 
 # --------------------------------------------------------------------------- inputs

@@ -167,6 +167,10 @@ def test_presets_are_listed(dgp):
     (["--class", "kitten"], "unknown class 'kitten' for prior 'biggan'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--weights", "nowhere"], "--weights nowhere: no such file or folder"),
+    # options that cannot work at the prior's size: refused before any input, not once per input
+    (["--degrade", "blur:sigma=100"], "blur: a 401x401 kernel (sigma 100) needs images larger than 200 px"),
+    (["--degrade", "mask:box=40/40/4/4"], "mask: box 40/40/4/4 does not fit inside the 32x32 image"),
+    (["--degrade", "mask:box=0/0/32/32"], "mask: box 0/0/32/32 covers the whole 32x32 image"),
 ])
 def test_usage_errors_exit_2_with_one_line_and_write_nothing(args, words, run, tmp_path):
     save_image(tmp_path / "a.png")
@@ -464,12 +468,13 @@ STARTED = []
 
 
 class Slow(Degradation):
-    '''The identity, 20 ms a call; the first call of each process leaves a marker file.'''
+    '''The identity, 20 ms a call; the first call on an image (not the blank one of
+    restoration._probe) of each process leaves a marker file.'''
 
     name = "slow"
 
     def forward(self, x):
-        if not STARTED:
+        if not STARTED and bool(x.abs().sum() > 0):
             STARTED.append(1)
             Path(os.environ["SLOW_MARKERS"], str(os.getpid())).touch()
         time.sleep(0.02)

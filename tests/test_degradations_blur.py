@@ -61,7 +61,7 @@ def test_reflect_padding_at_the_border():
 
 
 def test_too_small_image_is_a_clear_error():
-    with pytest.raises(ValueError, match="larger than 4 px"):
+    with pytest.raises(ValueError, match="larger than 4 px per side for reflect padding, got 4x4; use a smaller sigma or size \\(at most 7 here\\)"):
         Blur()(torch.zeros(1, 3, 4, 4))
 
 

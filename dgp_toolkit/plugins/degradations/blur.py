@@ -51,7 +51,9 @@ class Blur(Degradation):
         x = self.check_images(x)
         size, sigma = self._options["size"], self._options["sigma"]
         if min(x.shape[-2:]) <= size // 2:
-            raise ValueError(f"{self.spec}: images must be larger than {size // 2} px per side "
-                             f"for reflect padding, got {x.shape[-1]}x{x.shape[-2]}")
+            largest = 2 * min(x.shape[-2:]) - 1
+            raise self.usage_error(f"a {size}x{size} kernel (sigma {sigma:g}) needs images larger than "
+                                   f"{size // 2} px per side for reflect padding, got {x.shape[-1]}x{x.shape[-2]}; "
+                                   f"use a smaller sigma or size (at most {largest} here)")
         sigmas = torch.tensor([[sigma, sigma]], device=x.device, dtype=x.dtype)
         return gaussian_blur2d(x, (size, size), sigmas, border_type="reflect")

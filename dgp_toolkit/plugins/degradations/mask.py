@@ -116,6 +116,9 @@ class Mask(Degradation):
             raise ValueError(f"{self.spec}: images of {width}x{height} px are too small for a hole")
         if x + w > width or y + h > height:
             raise self.usage_error(f"box {x}/{y}/{w}/{h} does not fit inside the {width}x{height} image")
+        if w >= width and h >= height:
+            raise self.usage_error(f"box {x}/{y}/{w}/{h} covers the whole {width}x{height} image: every pixel "
+                                   "would be missing")
         known = torch.ones(height, width, dtype=torch.bool)
         known[y:y + h, x:x + w] = False
         return known
