@@ -213,6 +213,20 @@ def test_an_unknown_preset_exits_2(run, tmp_path):
     assert len(error_lines(result.stderr)) == 1 and not (tmp_path / "out").exists()
 
 
+def test_a_folder_without_images_says_so_and_points_to_subfolders_that_have_some(run, tmp_path):
+    (tmp_path / "photos" / "2024").mkdir(parents=True)
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    result = run("photos")
+    assert result.exit_code == 2 and "photos: no images in this folder (.png, .jpg" in result.stderr
+    assert "recursively" not in result.stderr
+    save_image(tmp_path / "photos" / "2024" / "a.png")
+    result = run("photos")
+    assert result.exit_code == 2 and len(error_lines(result.stderr)) == 1
+    assert ("folders are not searched recursively, and 1 subfolder(s) hold images (2024): pass them instead"
+            in result.stderr)
+    assert not (tmp_path / "out").exists() or files(tmp_path / "out") == []
+
+
 def test_an_output_folder_that_is_a_file_exits_2(run, tmp_path):
     save_image(tmp_path / "a.png")
     (tmp_path / "taken").write_text("a file")

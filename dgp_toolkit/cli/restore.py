@@ -92,6 +92,13 @@ def _is_our_output(path: Path) -> bool:
     return any(path.name.endswith(suffix) for suffix in OUTPUT_SUFFIXES.values())
 
 
+def _holds_images(folder: Path) -> bool:
+    try:
+        return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+    except OSError:  # unreadable: not worth a hint
+        return False
+
+
 def expand_inputs(inputs: tuple[Path, ...], out_dir: Path) -> list[_Entry]:
     """Files as given, folders as their images (sorted, not recursive), each once.
 
@@ -114,7 +121,14 @@ def expand_inputs(inputs: tuple[Path, ...], out_dir: Path) -> list[_Entry]:
                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
                            and not (own and _is_our_output(p)))
             if not found:
-                entries.append(_Entry(arg, f"{arg}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})"))
+                nested = sorted(d.name for d in arg.iterdir() if d.is_dir() and not d.name.startswith(".")
+                                and _holds_images(d))
+                hint = ""
+                if nested:
+                    shown = ", ".join(nested[:3]) + (", ..." if len(nested) > 3 else "")
+                    hint = (f"; folders are not searched recursively, and {len(nested)} subfolder(s) hold images "
+                            f"({shown}): pass them instead")
+                entries.append(_Entry(arg, f"{arg}: no images in this folder ({', '.join(IMAGE_SUFFIXES)}){hint}"))
             for path in found:
                 add(_Entry(path))
         else:
