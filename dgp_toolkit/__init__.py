@@ -74,4 +74,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    # The public names (for tab completion), not the helpers this module imports (Any, importlib).
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})

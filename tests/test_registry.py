@@ -305,6 +305,8 @@ def test_public_api_is_lazy_and_complete():
     assert isinstance(dgp_toolkit.list_plugins(), list)
     with pytest.raises(AttributeError):
         dgp_toolkit.no_such_name  # noqa: B018
+    public = [name for name in dir(dgp_toolkit) if not name.startswith("_")]
+    assert public == sorted(n for n in dgp_toolkit.__all__ if not n.startswith("_"))  # not Any, importlib
 
 
 # ----------------------------------------------------------------------------- hook contract
