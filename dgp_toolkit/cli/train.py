@@ -85,6 +85,7 @@ def train_prior_command(data: Path, out_dir: Path, iterations: int, max_minutes:
         fields = {f.name for f in dataclasses.fields(TrainSettings)}
         settings = TrainSettings(resolution=int(resolution), G_attn=attn, D_attn=attn,
                                  **{k: v for k, v in options.items() if k in fields})
+        settings.validate()  # before decoding the data set (50,000 images for CIFAR-10)
     t0 = time.monotonic()
     dataset = load_dataset(data, settings.resolution)
     console.print(f"data: {len(dataset)} images, {len(dataset.class_names)} classes "

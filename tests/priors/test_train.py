@@ -193,3 +193,14 @@ def test_settings_refuse_bad_learning_rates_from_python_too():
     for bad in (dict(lr_g=float("nan")), dict(lr_d=0.0), dict(ortho=-1.0), dict(ema_decay=float("nan"))):
         with pytest.raises(DGPUsageError, match="must be"):
             TrainSettings(**{**TINY, **bad}).validate()
+
+
+def test_an_attention_resolution_no_block_has_is_refused_before_the_data_loads(tmp_path):
+    # --attn 99 used to train without any attention, silently.
+    from dgp_toolkit.cli import make_cli
+
+    r = CliRunner().invoke(make_cli(), ["train-prior", str(tmp_path / "no-such-data"), "-o", str(tmp_path / "run"),
+                                        "--attn", "99", "--quiet"])
+    assert r.exit_code == 2
+    assert "--attn 99: a 32-px BigGAN has no block at 99 px; choose from 8_16_32 (or 0 for none)" in r.stderr
+    TrainSettings(**{**TINY, "G_attn": "16", "D_attn": "16"}).validate()

@@ -79,6 +79,20 @@ class TrainSettings:
                 raise DGPUsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {getattr(self, name)}")
         if not (math.isfinite(self.ortho) and self.ortho >= 0):
             raise DGPUsageError(f"--ortho must be a finite number >= 0, got {self.ortho}")
+        from dgp_toolkit.priors.biggan.model import D_ARCH, G_ARCH, parse_attn
+
+        if self.resolution not in G_ARCH or self.resolution not in D_ARCH:
+            raise DGPUsageError(f"--resolution {self.resolution}: choose from {sorted(set(G_ARCH) & set(D_ARCH))}")
+        # An attention resolution that no block of G or D has was silently no attention at
+        # all. (One that only one of them has applies there, as in BigGAN-PyTorch: --attn
+        # sets both, and at 32 px D's blocks all count as 16 px.)
+        valid = {8 * 2**i for i in range(len(G_ARCH[self.resolution][0]))} | set(D_ARCH[self.resolution][3])
+        for name in ("G_attn", "D_attn"):
+            bad = sorted(parse_attn(getattr(self, name)) - valid)
+            if bad:
+                raise DGPUsageError(f"--attn {getattr(self, name)}: a {self.resolution}-px BigGAN has no block at "
+                                    f"{'/'.join(map(str, bad))} px; choose from {'_'.join(map(str, sorted(valid)))} "
+                                    "(or 0 for none)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise DGPUsageError("--ema-decay must be in [0, 1)")
         if self.precision not in ("auto", "float32", "bf16"):
