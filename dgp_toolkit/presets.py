@@ -176,15 +176,26 @@ def load_preset(name_or_path: str | Path, prior: Any = None, *, family: str | No
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise DGPUsageError(f"preset file {path} is not valid TOML: {exc}") from None
         return _parse(data, path.stem, family, str(path))
+    file = _builtin_file(text, family)
+    return _parse(tomllib.loads(file.read_text()), text, family, f"{family}/{text}.toml")
+
+
+def _builtin_file(name: str, family: str):
     if family not in families():
         raise DGPUsageError(f"no presets for prior family {family!r}; families: {', '.join(families())}")
-    file = _preset_root() / family / f"{text}.toml"
+    file = _preset_root() / family / f"{name}.toml"
     if not file.is_file():
         names = sorted(p.name[:-5] for p in (_preset_root() / family).iterdir() if p.name.endswith(".toml"))
-        close = difflib.get_close_matches(text, names, n=1)
+        close = difflib.get_close_matches(name, names, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise DGPUsageError(f"unknown preset '{text}'{hint} (choices for {family}: {', '.join(names)}, or a .toml file)")
-    return _parse(tomllib.loads(file.read_text()), text, family, f"{family}/{text}.toml")
+        raise DGPUsageError(f"unknown preset '{name}'{hint} (choices for {family}: {', '.join(names)}, or a .toml file)")
+    return file
+
+
+def preset_text(name: str, family: str = "biggan-32") -> str:
+    """The TOML text of a built-in preset, comments included: the start of one's own
+    (``dgp-tool presets --show inpainting > mine.toml``, edit, ``--preset mine.toml``)."""
+    return _builtin_file(name, family).read_text()
 
 
 def task_for_degradations(names: Iterable[str]) -> str:

@@ -159,6 +159,29 @@ def test_presets_are_listed(dgp):
     assert any(r["family"] == "biggan-32" and r["name"] == "inpainting" for r in rows)
 
 
+def test_a_shown_preset_is_the_file_and_runs_as_ones_own_after_an_edit(dgp, run, tmp_path):
+    from dgp_toolkit.presets import _preset_root
+
+    shown = dgp("presets", "--show", "inpainting")
+    assert shown.exit_code == 0
+    assert shown.stdout == (_preset_root() / "biggan-32" / "inpainting.toml").read_text()
+    imagenet = dgp("presets", "--show", "super-resolution", "--family", "biggan-imagenet").stdout
+    assert "ft_num = [2, 3, 4, 5, 6]" in imagenet
+    # the workflow the help gives: show, edit, restore with it
+    mine = tmp_path / "mine.toml"
+    mine.write_text(dgp("presets", "--show", "reconstruction").stdout
+                    .replace("select_num = 500", "select_num = 3"))
+    save_image(tmp_path / "a.png")
+    result = run("a.png", "--preset", str(mine), "--iterations-scale", "0.002", preset=False)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)[0]["preset"] == "mine"
+    for args, words in [(("--show", "inpaint"), "did you mean 'inpainting'"),
+                        (("--show", "inpainting", "--family", "nope"), "no presets for prior family 'nope'"),
+                        (("--show", "inpainting", "--json"), "give --show NAME or --json, not both")]:
+        bad = dgp("presets", *args)
+        assert bad.exit_code == 2 and words in bad.stderr and bad.stdout == ""
+
+
 # ----------------------------------------------------------------------------- usage errors: exit 2, nothing done
 @pytest.mark.parametrize("args, words", [
     (["--degrade", "blurr"], "unknown degradation 'blurr'; did you mean 'blur'?"),

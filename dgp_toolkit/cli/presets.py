@@ -9,7 +9,13 @@ from dgp_toolkit.hookspecs import hookimpl
 
 @click.command("presets")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (for scripts) instead of a table.")
-def presets_command(as_json: bool) -> None:
+@click.option("--show", "show", default=None, metavar="NAME",
+              help="Print preset NAME's TOML file (comments and measured figures included): "
+                   "the start of your own, e.g. `dgp-tool presets --show inpainting > mine.toml`, "
+                   "then `restore --preset mine.toml`.")
+@click.option("--family", default="biggan-32", show_default=True, metavar="FAMILY",
+              help="The prior family of --show: biggan-32 (the embedded prior) or biggan-imagenet.")
+def presets_command(as_json: bool, show: str | None, family: str) -> None:
     """List the built-in presets: per prior family, each task's stages and iterations.
 
     `dgp-tool restore` picks the preset from the degradations (gray: colorization, mask:
@@ -22,8 +28,14 @@ def presets_command(as_json: bool) -> None:
     "select_num", "runs", "description"} (runs: restorations averaged).
     """
     from dgp_toolkit.cli.output import echo_json, stdout_console
-    from dgp_toolkit.presets import list_presets
+    from dgp_toolkit.errors import DGPUsageError
+    from dgp_toolkit.presets import list_presets, preset_text
 
+    if show is not None:
+        if as_json:
+            raise DGPUsageError("give --show NAME or --json, not both")
+        click.echo(preset_text(show, family), nl=False)
+        return
     rows = list_presets()
     if as_json:
         echo_json(rows)
