@@ -118,7 +118,7 @@ def _parse(data: dict[str, Any], name: str, family: str, source: str) -> Preset:
     options = dict(data.get("options", {}))
     if "schedule" not in data:
         raise DGPUsageError(f"preset {source}: missing [schedule] section")
-    from dgp_toolkit.plugins.schedules import _flag, _number, _whole
+    from dgp_toolkit.plugins.schedules import finite_number, true_or_false, whole_number
 
     def field(table, key, default, kind, what):
         value = table.pop(key, default)
@@ -127,9 +127,9 @@ def _parse(data: dict[str, Any], name: str, family: str, source: str) -> Preset:
         except ValueError:
             raise DGPUsageError(f"preset {source}: {key} must be {what}, got {value!r}") from None
 
-    select_num = field(select, "select_num", 500, _whole, "a whole number >= 1")
-    sample_std = field(select, "sample_std", 0.3, _number, "a finite number > 0")
-    update_embed = field(options, "update_embed", False, _flag, "true or false")
+    select_num = field(select, "select_num", 500, whole_number, "a whole number >= 1")
+    sample_std = field(select, "sample_std", 0.3, finite_number, "a finite number > 0")
+    update_embed = field(options, "update_embed", False, true_or_false, "true or false")
     runs = check_runs(options.pop("runs", 1), f"preset {source}: ")
     if select or options:
         raise DGPUsageError(f"preset {source}: unknown keys {sorted(select) + sorted(options)}")

@@ -84,7 +84,7 @@ class Schedule:
         return build_schedule(name, **data)
 
 
-def _whole(value: Any) -> int:
+def whole_number(value: Any) -> int:
     """A whole number: an int, or a float without a fraction (TOML's ``200.0``); not a bool."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value != int(value):
@@ -92,20 +92,20 @@ def _whole(value: Any) -> int:
     return int(value)
 
 
-def _number(value: Any) -> float:
+def finite_number(value: Any) -> float:
     """A finite number; not a bool, not a string."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(value)
     return float(value)
 
 
-def _flag(value: Any) -> bool:
+def true_or_false(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(value)
     return value
 
 
-_KIND_NAMES = {_whole: "whole-number", _number: "finite number", _flag: "true/false"}
+_KIND_NAMES = {whole_number: "whole-number", finite_number: "finite number", true_or_false: "true/false"}
 
 
 def _stage_table(iterations, ft_num, g_lr, z_lr, lr_ratio=None, ftr_num=None, use_in=None,
@@ -133,17 +133,17 @@ def _stage_table(iterations, ft_num, g_lr, z_lr, lr_ratio=None, ftr_num=None, us
             raise DGPUsageError(f"schedule field '{key}' must hold values >= {low:g}, got {values!r}")
         return values
 
-    its = per_stage("iterations", iterations, None, _whole)
+    its = per_stage("iterations", iterations, None, whole_number)
     if any(i < 1 for i in its):
         raise DGPUsageError("every stage needs at least 1 iteration")
-    ft = at_least("ft_num", per_stage("ft_num", ft_num, None, _whole), 0)
-    glr = at_least("g_lr", per_stage("g_lr", g_lr, None, _number), 0)
-    zlr = at_least("z_lr", per_stage("z_lr", z_lr, None, _number), 0)
-    ratio = at_least("lr_ratio", per_stage("lr_ratio", lr_ratio, 1.0, _number), 0)
-    ftr = at_least("ftr_num", per_stage("ftr_num", ftr_num, 3, _whole), 0)
-    uin = per_stage("use_in", use_in, False, _flag)
+    ft = at_least("ft_num", per_stage("ft_num", ft_num, None, whole_number), 0)
+    glr = at_least("g_lr", per_stage("g_lr", g_lr, None, finite_number), 0)
+    zlr = at_least("z_lr", per_stage("z_lr", z_lr, None, finite_number), 0)
+    ratio = at_least("lr_ratio", per_stage("lr_ratio", lr_ratio, 1.0, finite_number), 0)
+    ftr = at_least("ftr_num", per_stage("ftr_num", ftr_num, 3, whole_number), 0)
+    uin = per_stage("use_in", use_in, False, true_or_false)
     weights = dict(weights or {})
-    w_lists = {k: at_least(f"weights.{k}", per_stage(f"weights.{k}", v, None, _number), 0)
+    w_lists = {k: at_least(f"weights.{k}", per_stage(f"weights.{k}", v, None, finite_number), 0)
                for k, v in weights.items()}
     return [Stage(iterations=its[s], ft_num=ft[s], g_lr=glr[s], z_lr=zlr[s], lr_ratio=ratio[s],
                   ftr_num=ftr[s], use_in=uin[s], weights={k: w[s] for k, w in w_lists.items()})
@@ -152,11 +152,11 @@ def _stage_table(iterations, ft_num, g_lr, z_lr, lr_ratio=None, ftr_num=None, us
 
 def _options(kw: dict[str, Any]) -> dict[str, Any]:
     out = {"warmup": 0, "early_stop_mse": 0.0, "early_stop_d": 0.0}
-    for key, default in list(out.items()):
+    for key in list(out):
         if key not in kw:
             continue
         value = kw.pop(key)
-        kind = _whole if key == "warmup" else _number
+        kind = whole_number if key == "warmup" else finite_number
         try:
             out[key] = kind(value)
         except ValueError:

@@ -194,6 +194,7 @@ def import_pair(G_file: str | Path, D_file: str | Path, *, variant: str | None =
 
     from dgp_toolkit.priors.biggan.weights import (
         PRIOR_FORMAT,
+        check_weights_path,
         drop_instance_norm,
         read_state_dict,
         validate_pair,
@@ -201,10 +202,7 @@ def import_pair(G_file: str | Path, D_file: str | Path, *, variant: str | None =
 
     G_path, D_path = Path(G_file).expanduser().resolve(), Path(D_file).expanduser().resolve()
     for path in (G_path, D_path):  # both, before reading a file of hundreds of MB
-        if not path.exists():
-            raise DGPUsageError(f"weights file not found: {path}")
-        if path.is_dir():
-            raise DGPUsageError(f"{path} is a folder, not a weights file")
+        check_weights_path(path)
     say(f"reading {G_path}")
     G_sd = drop_instance_norm(read_state_dict(G_path))
     say(f"reading {D_path}")

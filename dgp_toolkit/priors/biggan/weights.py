@@ -81,6 +81,16 @@ def _is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{"
 
 
+def check_weights_path(path: str | Path) -> Path:
+    """``path`` (user-expanded) if it is an existing file; else a :class:`DGPUsageError`."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DGPUsageError(f"weights file not found: {path}")
+    if path.is_dir():
+        raise DGPUsageError(f"{path} is a folder, not a weights file")
+    return path
+
+
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a weights file into ``(tensors on CPU, metadata)``.
 
@@ -88,11 +98,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     carries code, a truncated or corrupt file, or one that is not a flat mapping of
     names to tensors raises :class:`DGPUsageError` naming the file.
     """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DGPUsageError(f"weights file not found: {path}")
-    if path.is_dir():
-        raise DGPUsageError(f"{path} is a folder, not a weights file")
+    path = check_weights_path(path)
     try:
         is_safe = _is_safetensors(path)
     except OSError as exc:
