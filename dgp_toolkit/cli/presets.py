@@ -46,15 +46,15 @@ def presets_command(as_json: bool, show: str | None, family: str) -> None:
     console = stdout_console()
     families = list(dict.fromkeys(row["family"] for row in rows))
     console.print("presets (--preset NAME or FILE.toml); the task is the name unless shown")
-    for family in families:
+    for listed in families:
         # one table per family, short columns kept whole: the description takes what is
         # left of the width, so the table reads at 80 columns (a pipe) as on a terminal
-        table = Table(title=f"family {family}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(title=f"family {listed}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("name", no_wrap=True)
         for column in ("stages", "iterations", "candidates", "runs"):
             table.add_column(column, justify="right", no_wrap=True)
         table.add_column("description", ratio=1, overflow="fold")
-        for row in (r for r in rows if r["family"] == family):
+        for row in (r for r in rows if r["family"] == listed):
             name = row["name"] if row["task"] == row["name"] else f"{row['name']} ({row['task']})"
             table.add_row(name, str(row["stages"]), str(row["iterations"]), str(row["select_num"]),
                           str(row["runs"]), row["description"] or "-")
