@@ -302,6 +302,12 @@ def _load_input(image: Any) -> InputImage:
     raise DGPUsageError(f"expected an image path, PIL image, uint8 array or tensor, got {type(image).__name__}")
 
 
+def _is_grey(image: Image.Image) -> bool:
+    """Every pixel has R = G = B (a greyscale file, or a grey photo saved as RGB)."""
+    rgb = np.asarray(image.convert("RGB"))
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
 def _fit_to(inp: InputImage, width: int, height: int, fit: str, device: Any, notes: list[str]) -> tuple[Any, Image.Image]:
     """The input as a ``(1, 3, height, width)`` tensor on ``device`` and as PIL, fitted."""
     from dgp_toolkit.images import fit_image, to_tensor
@@ -363,6 +369,8 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
     notes = list(inp.notes)
     width, height = inp.size
     degradation.check_image_size(width, height)
+    if not simulate and "gray" not in {step.name for step in setup.steps} and _is_grey(inp.pil):
+        notes.append("the input is greyscale; to colorize it, add --degrade gray (in Python: 'gray' in degrade)")
 
     with torch.no_grad():
         if simulate:

@@ -343,3 +343,11 @@ def test_diverged_runs_are_left_out_of_the_mean():
     assert averaged_runs([Run(0.001, "non_finite"), Run(0.3)]) == [1]
     assert averaged_runs([Run(0.2, "non_finite"), Run(0.1, "non_finite")]) == [1]  # none finished: the best
     assert averaged_runs([Run(None), Run(0.1)]) == [1]
+
+
+def test_a_grey_input_without_the_gray_degradation_gets_a_tip(prior, preset):
+    grey = np.repeat(np.arange(64, dtype=np.uint8).reshape(8, 8)[..., None] * 3, 3, axis=2)
+    tip = "the input is greyscale; to colorize it, add --degrade gray"
+    assert any(tip in n for n in dgp_toolkit.restore(grey, ["blur:sigma=0.5"], prior, preset=preset).notes)
+    assert not any(tip in n for n in dgp_toolkit.restore(grey, ["gray"], prior, preset=preset).notes)
+    assert not any(tip in n for n in dgp_toolkit.restore(photo(), ["blur:sigma=0.5"], prior, preset=preset).notes)
