@@ -250,6 +250,17 @@ def test_a_folder_without_images_says_so_and_points_to_subfolders_that_have_some
     assert not (tmp_path / "out").exists() or files(tmp_path / "out") == []
 
 
+@pytest.mark.parametrize("command", [["restore", "a.png"], ["jitter", "a.png"], ["train-prior", "data"]])
+def test_an_empty_output_folder_name_is_refused_not_taken_as_the_current_folder(command, dgp, tmp_path,
+                                                                                 monkeypatch):
+    # -o "$UNSET" gave Path("") == ".": the outputs landed in the current folder.
+    monkeypatch.chdir(tmp_path)
+    save_image(tmp_path / "a.png")
+    result = dgp(*command, "-o", "")
+    assert result.exit_code == 2 and "the folder name is empty" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
 def test_an_output_folder_that_is_a_file_exits_2(run, tmp_path):
     save_image(tmp_path / "a.png")
     (tmp_path / "taken").write_text("a file")

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from dgp_toolkit.cli.output import POSITIVE, SEED
+from dgp_toolkit.cli.output import FOLDER, POSITIVE, SEED
 from dgp_toolkit.hookspecs import hookimpl
 
 FIT_CHOICES = ("crop", "pad", "resize")  # dgp_toolkit.images.FIT_MODES, without importing numpy here
@@ -41,7 +41,7 @@ def _options(*, reconstruction: bool = True, output: str) -> Callable[[Any], Any
                      help="Makes a CPU run bit-for-bit repeatable."),
         click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|mps",
                      help="auto picks CUDA, then MPS, then the CPU (cuda:N also works)."),
-        click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), default=Path(output),
+        click.option("-o", "--output", "out_dir", type=FOLDER, default=Path(output),
                      show_default=True, metavar="DIR", help="Folder for the outputs (created if missing)."),
         click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries on stderr (errors still)."),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import click
@@ -58,6 +59,21 @@ class NumberType(click.ParamType):
             self.fail(f"{value!r} is not a finite number {bound}", param, ctx)
         return number
 
+
+class FolderType(click.Path):
+    """An output folder path; an empty one is refused (``-o "$UNSET"`` would write into the
+    current folder)."""
+
+    def __init__(self, **path_options: Any) -> None:
+        super().__init__(path_type=Path, **path_options)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("the folder name is empty", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+FOLDER = FolderType()
 
 POSITIVE = NumberType()
 NON_NEGATIVE = NumberType(inclusive=True)

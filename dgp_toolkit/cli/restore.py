@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from dgp_toolkit.cli.output import POSITIVE, SEED
+from dgp_toolkit.cli.output import FOLDER, POSITIVE, SEED
 from dgp_toolkit.hookspecs import hookimpl
 
 #: Suffixes of the images a folder input expands to.
@@ -309,7 +309,7 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Makes a CPU run bit-for-bit repeatable.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|mps",
               help="auto picks CUDA, then MPS, then the CPU (cuda:N also works).")
-@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), default=Path("restored"),
+@click.option("-o", "--output", "out_dir", type=FOLDER, default=Path("restored"),
               show_default=True, metavar="DIR", help="Folder for the outputs (created if missing).")
 @click.option("--fit", type=click.Choice(FIT_CHOICES), default="crop", show_default=True,
               help="How an image of another size is brought to the prior's: centre crop, pad or resize.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from dgp_toolkit.cli.output import NON_NEGATIVE, POSITIVE, SEED, NumberType
+from dgp_toolkit.cli.output import NON_NEGATIVE, POSITIVE, SEED, FolderType, NumberType
 from dgp_toolkit.hookspecs import hookimpl
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -18,7 +18,7 @@ PRIOR_NAME = "prior.safetensors"
 
 @click.command("train-prior")
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("-o", "--out", "out_dir", type=FolderType(file_okay=False), required=True,
               help="Run folder: checkpoint.pt, samples/, prior.safetensors, history.json.")
 @click.option("--iterations", type=click.IntRange(1), default=20000, show_default=True,
               help="Total generator steps of the run (a resumed run continues up to this).")
