@@ -303,8 +303,9 @@ def _load_input(image: Any) -> InputImage:
 
 
 def _is_grey(image: Image.Image) -> bool:
-    """Every pixel has R = G = B (a greyscale file, or a grey photo saved as RGB)."""
-    rgb = np.asarray(image.convert("RGB"))
+    """Every pixel has R = G = B (a greyscale file, or a grey photo saved as RGB); ``image``
+    is an input's 8-bit RGB image (InputImage.pil)."""
+    rgb = np.asarray(image)
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 

@@ -60,8 +60,11 @@ class Schedule:
     def scaled(self, factor: float) -> "Schedule":
         """The same schedule with every stage's iterations multiplied by ``factor``
         (at least one step per stage)."""
-        number = isinstance(factor, (int, float)) and not isinstance(factor, bool)
-        if not (number and math.isfinite(factor) and factor > 0):
+        try:
+            positive = finite_number(factor) > 0
+        except ValueError:
+            positive = False
+        if not positive:
             raise DGPUsageError(f"--iterations-scale must be a finite number > 0, got {factor}")
         stages = [dataclasses.replace(s, iterations=max(1, round(s.iterations * factor)))
                   for s in self.stages]
