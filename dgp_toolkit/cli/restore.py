@@ -92,9 +92,13 @@ def _is_our_output(path: Path) -> bool:
     return any(path.name.endswith(suffix) for suffix in OUTPUT_SUFFIXES.values())
 
 
+def _is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
 def _holds_images(folder: Path) -> bool:
     try:
-        return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+        return any(_is_image_file(p) for p in folder.iterdir())
     except OSError:  # unreadable: not worth a hint
         return False
 
@@ -117,9 +121,7 @@ def expand_inputs(inputs: tuple[Path, ...], out_dir: Path) -> list[_Entry]:
     for arg in inputs:
         if arg.is_dir():
             own = arg.resolve() == out_resolved
-            found = sorted(p for p in arg.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-                           and not (own and _is_our_output(p)))
+            found = sorted(p for p in arg.iterdir() if _is_image_file(p) and not (own and _is_our_output(p)))
             if not found:
                 nested = sorted(d.name for d in arg.iterdir() if d.is_dir() and not d.name.startswith(".")
                                 and _holds_images(d))
