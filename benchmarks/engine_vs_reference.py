@@ -131,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import dgp_toolkit
-    from dgp_toolkit.engine import run_dgp
+    from dgp_toolkit.engine import RunOptions, run_dgp
     from dgp_toolkit.presets import load_preset
 
     prior = dgp_toolkit.load_prior("biggan")
@@ -147,8 +147,9 @@ def main() -> None:
     for k, clean in enumerate(dev_images(args.n)):
         clean = clean[None]
         target = degradation.degrade(clean, generator=torch.Generator().manual_seed(k))
-        ours = run_dgp(prior, degradation, target, preset=preset, seed=k, snapshot_stages=False,
-                       precision=args.precision, channels_last={"auto": None, "on": True, "off": False}[args.channels_last])
+        options = RunOptions(seed=k, snapshots=False, precision=args.precision,
+                             channels_last={"auto": None, "on": True, "off": False}[args.channels_last])
+        ours = run_dgp(prior, degradation, target, preset=preset, options=options)
         ref_image, ref_t = reference_style_run(prior, degradation, target, preset, seed=k)
         rows.append({"image": k, "ours": ours.timings, "reference_style": ref_t,
                      "psnr_ours": psnr(degradation.finish(ours.image, target), clean),

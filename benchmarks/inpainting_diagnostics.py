@@ -30,7 +30,7 @@ def run(lo: int, hi: int, out: Path, part: int, parts: int) -> None:
     import torch
 
     import quality as q
-    from dgp_toolkit.engine import DGPRun
+    from dgp_toolkit.engine import BatchRun, Job, RunOptions
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
@@ -42,11 +42,12 @@ def run(lo: int, hi: int, out: Path, part: int, parts: int) -> None:
         clean = images[k].float().reshape(1, 3, 32, 32)
         with torch.no_grad():
             target = deg.degrade(clean, generator=torch.Generator().manual_seed(k))
-        dgp = DGPRun(prior, deg, target, preset=setup.preset, seed=k, precision="bf16")
-        z0, c, _ = dgp.select()
+        dgp = BatchRun(prior, deg, [Job(target, k)], preset=setup.preset, options=RunOptions(seed=k, precision="bf16"))
+        z0, classes, _ = dgp.select()
+        c = int(classes[0])
         with torch.no_grad():
-            x0 = prior.G(z0, prior.G.shared(torch.tensor([c])))
-        res = dgp.optimize(z0, c)
+            x0 = prior.generate(z0, classes)
+        [res] = dgp.optimize(z0, classes)
         np.savez(out / f"{k:03d}.npz", clean=clean.numpy(), x0=x0.numpy(), raw=res.image.numpy(),
                  snaps=np.stack([s.numpy() for s in res.snapshots]), label=labels[k], cls=c)
         print(k, flush=True)

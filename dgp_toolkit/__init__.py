@@ -33,7 +33,10 @@ _LAZY: dict[str, str] = {
     "Option": "dgp_toolkit.plugins.degradations.base",
     "load_prior": "dgp_toolkit.priors",
     "restore": "dgp_toolkit.restoration",
+    "restore_many": "dgp_toolkit.restoration",
     "RestoreResult": "dgp_toolkit.restoration",
+    "RestoreFailure": "dgp_toolkit.restoration",
+    "RunOptions": "dgp_toolkit.engine",
     "jitter": "dgp_toolkit.manipulate",
     "transfer": "dgp_toolkit.manipulate",
     "morph": "dgp_toolkit.manipulate",
@@ -61,7 +64,8 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
         list_plugins,
         parse_degradation,
     )
-    from dgp_toolkit.restoration import RestoreResult, restore
+    from dgp_toolkit.engine import RunOptions
+    from dgp_toolkit.restoration import RestoreFailure, RestoreResult, restore, restore_many
 
 
 def __getattr__(name: str) -> Any:

@@ -1,34 +1,46 @@
-"""The DGP optimization: latent selection, then the staged fine-tuning of z and G.
+"""The DGP optimization, for a batch of observations: latent selection, then the staged
+fine-tuning of z and G.
 
-One run restores one observation ``y`` with one prior::
+One batch restores B >= 1 observations ``y_i`` with one prior, one degradation and one
+preset (one image is a batch of one: there is no second code path)::
 
-    select:   z* = argmin over select_num candidates of the D-feature loss (last 3
-              features) between phi(G(z, c)) and y            (batched, no gradients)
-    optimize: for each stage of the schedule, Adam steps on z and on the generator
-              stages that the stage opens, minimising the weighted losses
+    select:   z_i* = argmin over select_num candidates of the D-feature loss (last 3
+              features) between phi(G(z, c)) and y_i          (batched, no gradients)
+    optimize: for each stage of the schedule, Adam steps on every z_i and on every
+              copy G_i's stages that the stage opens, minimising sum_i loss_i
 
-Everything a run changes lives in :class:`DGPRun` (a fresh generator copy, the latent,
-the optimizers), so the loaded prior is never mutated and runs share no state.
+Each image has its own generator copy, latent, class, early stop and rollback; the
+schedule is shared. The copies are stacked in one module (``prior.generator_copies``:
+a convolution with per-image weights is a grouped convolution), and Adam is element-wise,
+so the sum of the images' independent losses gives each image exactly the steps of its own
+run, up to float reduction order (tests/engine/test_batched.py checks it).
 
-Speed (measured in benchmarks/speed.py): the target's D features are computed once;
-frozen generator stages and the discriminator get no weight gradients and reuse their
-spectrally normalised weights; the hot loop never waits for the host except every
-``check_every`` steps (NaN/inf check, early stop, progress).
+Latent candidates depend only on (seed, class, number, std) and their degraded D features
+on the degradation and the precision too, not on the target: :class:`CandidateCache`
+computes them once and every image with that key (a folder restored with one seed)
+scores against them. Everything a run changes lives in :class:`BatchRun`, so the loaded
+prior is never mutated and batches share no state.
+
+The engine reaches the prior only through the :class:`dgp_toolkit.priors.Prior` protocol.
+Speed (benchmarks/batched.py): the targets' D features are computed once; frozen
+generator stages and the discriminator get no weight gradients and reuse their spectrally
+normalised weights; the hot loop never waits for the host except every ``check_every``
+steps (NaN/inf check, early stop, progress).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import numbers
 import time
-from typing import Any, Callable
+from collections import OrderedDict
+from typing import Any, Callable, Sequence
 
 import torch
 
 from dgp_toolkit.errors import DGPError, DGPUsageError
-from dgp_toolkit.precision import autocast, resolve_precision
+from dgp_toolkit.precision import PRECISIONS, autocast, resolve_precision
 
 SELECT_FEATURES = 3  # latent selection scores the last 3 D features (DGP-METHOD.md section 3)
 PIXEL_LOSSES = frozenset({"mse", "l1", "nll"})  # losses that never read discriminator features
@@ -52,6 +64,50 @@ def check_seed(seed: Any) -> int:
     return int(seed)
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a restoration runs, apart from what it restores: one set of defaults for
+    :func:`dgp_toolkit.restore`, :func:`dgp_toolkit.restore_many`, the engine and the CLI.
+
+    Attributes:
+        seed: makes a CPU run bit-for-bit repeatable (selection, simulated noise); run ``r``
+            of ``runs`` uses ``seed + r``.
+        precision: ``"auto"`` (bf16 where the hardware computes it natively), ``"float32"``
+            or ``"bf16"`` (autocast for G and D; weights, optimizer and losses stay float32).
+        iterations_scale: multiplies every stage's iterations (0.1 for a quick look).
+        check_every: steps between the engine's checks (NaN, early stop, progress).
+        snapshots: keep the generator's output at the end of each stage (for sheets).
+        runs: restorations averaged per image (``None``: the preset's ``runs``).
+        channels_last: run G and D channels-last (``None``: on for bf16 on a CPU).
+    """
+
+    seed: int = 0
+    precision: str = "auto"
+    iterations_scale: float = 1.0
+    check_every: int = 50
+    snapshots: bool = True
+    runs: int | None = None
+    channels_last: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seed", check_seed(self.seed))
+        if self.precision not in PRECISIONS:
+            raise DGPUsageError(f"unknown precision {self.precision!r}; choices: {', '.join(PRECISIONS)}")
+        scale = self.iterations_scale
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale <= 0:
+            raise DGPUsageError(f"--iterations-scale must be a finite number > 0, got {scale}")
+        every = self.check_every
+        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+            raise DGPUsageError(f"check_every must be a whole number >= 1, got {every!r}")
+        if self.runs is not None:
+            from dgp_toolkit.presets import check_runs
+
+            object.__setattr__(self, "runs", check_runs(self.runs))
+
+    def replace(self, **changes: Any) -> "RunOptions":
+        return dataclasses.replace(self, **changes)
+
+
 @dataclasses.dataclass
 class ProgressEvent:
     """Reported every ``check_every`` steps (and at each stage end)."""
@@ -60,32 +116,40 @@ class ProgressEvent:
     n_stages: int
     step: int
     total_steps: int
-    loss: float
+    loss: float  # the mean over the batch's images still running
     elapsed_s: float
-    #: with several restorations averaged (a preset's ``runs``): this one's index and the
-    #: count; ``step`` and ``total_steps`` then count the steps of all runs
-    run: int = 0
-    n_runs: int = 1
+    #: images still running in the batch, and the batch's size
+    running: int = 1
+    batch: int = 1
 
 
 @dataclasses.dataclass
 class EngineResult:
+    """One image's restoration (one element of a batch)."""
+
     image: torch.Tensor  # (1, 3, R, R) generator output in [-1, 1], before the task's finish
     z: torch.Tensor
     class_index: int
     embedding: torch.Tensor
     history: list[dict[str, float]]
-    generator: Any  # the fine-tuned generator (nn.Module)
+    generator_state: dict[str, torch.Tensor]  # the fine-tuned generator, in the prior's layout
+    instance_norm: dict[str, torch.Tensor] | None  # DGP's instance-norm statistics when on
     stopped: str  # "done" | "early_stop" | "non_finite"
     message: str
     timings: dict[str, float]
     snapshots: list[torch.Tensor]
     config: dict[str, Any]
+    score: float = float("nan")  # the selected candidate's D-feature loss
 
-    @property
-    def generator_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone(memory_format=torch.contiguous_format)
-                for k, v in self.generator.state_dict().items()}
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One restoration of a batch: a target ``(1, 3, R, R)`` in [-1, 1], its seed, its class
+    (``None``: latent selection chooses)."""
+
+    target: torch.Tensor
+    seed: int = 0
+    class_index: int | None = None
 
 
 def d_feature_distance(feats: list[torch.Tensor], target: list[torch.Tensor], n: int) -> torch.Tensor:
@@ -95,28 +159,6 @@ def d_feature_distance(feats: list[torch.Tensor], target: list[torch.Tensor], n:
         diff = (feats[-i] - target[-i]).abs()
         total = total + diff.reshape(diff.shape[0], -1).mean(dim=1)
     return total
-
-
-@torch.no_grad()
-def score_candidates(prior: Any, degradation: Any, target_feats: list[torch.Tensor], z: torch.Tensor,
-                     y: torch.Tensor, *, chunk: int = 16, precision: str = "float32") -> torch.Tensor:
-    """The D-feature loss of each candidate ``(z_i, y_i)`` against the target, batched.
-
-    Chunks of 16: on a 2-core CPU, 48 candidates took 3.6 s one at a time, 3.0-3.1 s in
-    chunks of 8-16 and up to 3.2 s in one chunk of 48 (activations of larger chunks no
-    longer fit the caches); results do not depend on the chunk size.
-    """
-    G, D = prior.G, prior.D
-    scores = []
-    for start in range(0, z.shape[0], chunk):
-        zc, yc = z[start:start + chunk], y[start:start + chunk]
-        with autocast(z.device, precision):
-            x = degradation(G(zc, G.shared(yc)))
-            feats = D(x)[1]
-        feats = [f.float() for f in feats]
-        scores.append(d_feature_distance(feats, [t.expand(x.shape[0], *t.shape[1:]) for t in target_feats],
-                                         SELECT_FEATURES))
-    return torch.cat(scores)
 
 
 def draw_candidates(prior: Any, n: int, std: float, class_index: int | None,
@@ -130,49 +172,168 @@ def draw_candidates(prior: Any, n: int, std: float, class_index: int | None,
     return z.to(prior.device), y.to(prior.device)
 
 
-class DGPRun:
-    """The state of one restoration: generator copy, latent, class, optimizers."""
+@torch.no_grad()
+def candidate_features(prior: Any, degradation: Any, z: torch.Tensor, y: torch.Tensor, *, chunk: int = 16,
+                       precision: str = "float32") -> list[torch.Tensor]:
+    """The last :data:`SELECT_FEATURES` D features of ``phi(G(z_i, y_i))``, batched.
 
-    def __init__(self, prior: Any, degradation: Any, target: torch.Tensor, *, preset: Any,
-                 seed: int = 0, class_index: int | None = None, iterations_scale: float = 1.0,
-                 check_every: int = 50, snapshot_stages: bool = True, precision: str = "float32",
-                 channels_last: bool | None = None):
-        if target.ndim != 4 or target.shape[0] != 1 or target.shape[1] != 3:
-            raise DGPUsageError(f"the observation must be a (1, 3, H, W) tensor, got {tuple(target.shape)}")
-        if class_index is not None and not 0 <= int(class_index) < prior.n_classes:
-            raise DGPUsageError(f"class {class_index} is out of range for prior {prior.name!r} "
-                                f"(0..{prior.n_classes - 1})")
-        if isinstance(check_every, bool) or not isinstance(check_every, numbers.Integral) or check_every < 1:
-            raise DGPUsageError(f"check_every must be a whole number >= 1, got {check_every!r}")
-        self.prior = prior
-        self.degradation = degradation
+    Chunks of 16: on a 2-core CPU, 48 candidates took 3.6 s one at a time, 3.0-3.1 s in
+    chunks of 8-16 and up to 3.2 s in one chunk of 48; results do not depend on the chunk.
+    """
+    parts: list[list[torch.Tensor]] = []
+    for start in range(0, z.shape[0], chunk):
+        with autocast(z.device, precision):
+            feats = prior.features(degradation(prior.generate(z[start:start + chunk], y[start:start + chunk])))
+        parts.append([f.float() for f in feats[-SELECT_FEATURES:]])
+    return [torch.cat(level) for level in zip(*parts)]
+
+
+def score_candidates(prior: Any, degradation: Any, target_feats: list[torch.Tensor], z: torch.Tensor,
+                     y: torch.Tensor, *, chunk: int = 16, precision: str = "float32") -> torch.Tensor:
+    """The D-feature loss of each candidate ``(z_i, y_i)`` against one target's features."""
+    feats = candidate_features(prior, degradation, z, y, chunk=chunk, precision=precision)
+    return d_feature_distance(feats, [t.expand(z.shape[0], *t.shape[1:]) for t in target_feats[-SELECT_FEATURES:]],
+                              SELECT_FEATURES)
+
+
+def degradation_key(degradation: Any) -> Any:
+    """What identifies a degradation for the candidate cache: its spec string (a Compose's
+    steps' specs joined), else the object itself (equal only to itself)."""
+    steps = getattr(degradation, "steps", None)
+    if steps is not None:
+        specs = [getattr(s, "spec", None) for s in steps]
+        return " + ".join(specs) if all(isinstance(s, str) for s in specs) else degradation
+    spec = getattr(degradation, "spec", None)
+    return spec if isinstance(spec, str) else degradation
+
+
+class CandidateCache:
+    """Latent candidates and their degraded D features, computed once per key and shared by
+    every target with that key: (prior, seed, class, number, std, degradation, precision).
+
+    A folder restored with one seed draws and scores its candidates once; the runs of
+    ``runs = N`` (seeds ``seed..seed+N-1``) have N keys. The ``max_entries`` most recently
+    used keys are kept (each holds ``select_num`` candidates' last three D features).
+    """
+
+    def __init__(self, max_entries: int = 8) -> None:
+        self.max_entries = int(max_entries)
+        self._entries: OrderedDict[Any, tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]] = OrderedDict()
+        self.computed = 0  # keys computed (for tests and benchmarks)
+
+    def get(self, prior: Any, degradation: Any, preset: Any, seed: int, class_index: int | None,
+            precision: str) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        key = (id(prior), seed, class_index, int(preset.select_num), float(preset.sample_std),
+               degradation_key(degradation), precision)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        generator = torch.Generator().manual_seed(seed)
+        z, y = draw_candidates(prior, preset.select_num, preset.sample_std, class_index, generator)
+        feats = [] if z.shape[0] == 1 else candidate_features(prior, degradation, z, y, precision=precision)
+        self._entries[key] = (z, y, feats)
+        self.computed += 1
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return self._entries[key]
+
+
+class Rollback:
+    """Per image, the last state known to be finite: what a non-finite loss rolls back to.
+
+    It starts as the selected latents on the prior's weights. Before the update of every
+    checked step, the state whose forward gave that step's losses is copied into
+    ``pending``; the check promotes each image's pending state to ``good`` when its loss
+    and latent are finite (one weight copy every ``check_every`` steps).
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> None:
+        self.params = params
+        self.good = {k: v.detach().clone() for k, v in params.items()}
+        self.pending = {k: v.detach().clone() for k, v in params.items()}
+        self.good_z, self.pending_z = z.detach().clone(), z.detach().clone()
+        self.good_in = torch.zeros(z.shape[0], dtype=torch.bool)
+
+    @torch.no_grad()
+    def stash(self, z: torch.Tensor) -> None:
+        for name, value in self.params.items():
+            self.pending[name].copy_(value)
+        self.pending_z.copy_(z)
+
+    @torch.no_grad()
+    def promote(self, finite: torch.Tensor, in_on: bool) -> None:
+        """Make the pending state good for the images where ``finite`` (a CPU bool mask)."""
+        mask = finite.to(self.good_z.device)
+        for name, good in self.good.items():
+            good.copy_(torch.where(mask.view(-1, *[1] * (good.dim() - 1)), self.pending[name], good))
+        self.good_z.copy_(torch.where(mask[:, None], self.pending_z, self.good_z))
+        self.good_in[finite] = in_on
+
+    def take(self, index: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, bool]:
+        """Image ``index``'s good state: (weights, latent, instance-norm flag)."""
+        return ({k: v[index].clone() for k, v in self.good.items()}, self.good_z[index].clone(),
+                bool(self.good_in[index]))
+
+
+@dataclasses.dataclass
+class _Final:
+    """An image's state when it stopped (early stop or rolled back after a non-finite loss)."""
+
+    params: dict[str, torch.Tensor]
+    z: torch.Tensor
+    in_on: bool
+    stopped: str
+    message: str
+    steps: int
+
+
+def _set_layout(module: torch.nn.Module, layout: torch.memory_format) -> None:
+    """Put a module's 4-d tensors in ``layout``, in place (``Module.to`` refuses the stacked
+    copies' 5-d weights; their grouped convolutions see 4-d views)."""
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=layout)
+
+
+class BatchRun:
+    """The state of one batch of restorations: stacked generator copies, latents, classes,
+    optimizers. One prior, one degradation, one preset, one :class:`RunOptions`."""
+
+    def __init__(self, prior: Any, degradation: Any, jobs: Sequence[Job], *, preset: Any,
+                 options: RunOptions = RunOptions(), cache: CandidateCache | None = None):
+        if not jobs:
+            raise DGPUsageError("a batch needs at least one observation")
+        side = prior.resolution
+        for job in jobs:
+            if job.target.ndim != 4 or tuple(job.target.shape) != (1, 3, side, side):
+                raise DGPUsageError(f"each observation must be a (1, 3, {side}, {side}) tensor, "
+                                    f"got {tuple(job.target.shape)}")
+            if job.class_index is not None and not 0 <= int(job.class_index) < prior.n_classes:
+                raise DGPUsageError(f"class {job.class_index} is out of range for prior {prior.name!r} "
+                                    f"(0..{prior.n_classes - 1})")
+        self.prior, self.degradation, self.preset, self.options = prior, degradation, preset, options
+        self.jobs = [dataclasses.replace(j, seed=check_seed(j.seed)) for j in jobs]
         self.device = prior.device
-        self.target = target.to(self.device, torch.float32)
-        self.preset = preset
-        self.schedule = preset.schedule.scaled(iterations_scale) if iterations_scale != 1.0 else preset.schedule
-        self.seed = check_seed(seed)
-        self.class_index = None if class_index is None else int(class_index)
-        self.check_every = int(check_every)
-        self.snapshot_stages = snapshot_stages
-        self.precision = resolve_precision(precision, self.device)
+        self.targets = torch.cat([j.target for j in jobs]).to(self.device, torch.float32)
+        scale = options.iterations_scale
+        self.schedule = preset.schedule.scaled(scale) if scale != 1.0 else preset.schedule
+        self.precision = resolve_precision(options.precision, self.device)
         # bf16 on a CPU: channels-last activations let oneDNN keep its bf16 kernels' layout
-        # instead of reordering around every convolution. The run's generator is its own
-        # copy; D gets a channels-last copy when the optimization uses it (the prior is
-        # never changed).
-        if channels_last is None:
-            channels_last = self.precision == "bf16" and self.device.type == "cpu"
-        self.channels_last = bool(channels_last)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        channels_last = options.channels_last
+        self.channels_last = bool(self.precision == "bf16" and self.device.type == "cpu"
+                                  if channels_last is None else channels_last)
+        self.cache = cache if cache is not None else CandidateCache()
         self.timings: dict[str, float] = {}
         self._losses = self._build_losses()
-        # The target's D features, once per run; skipped when nothing reads them (pixel-only
+        # The targets' D features, once per batch; skipped when nothing reads them (pixel-only
         # losses and a single latent candidate, e.g. the deep-image-prior baseline).
         self.optimizes_with_d = any(w and name not in PIXEL_LOSSES for s in self.schedule.stages
                                     for name, w in s.weights.items())
         self.target_feats: list[torch.Tensor] = []
         if preset.select_num > 1 or self.optimizes_with_d:
             with torch.no_grad():
-                self.target_feats = [f.detach() for f in prior.D(self.target)[1]]
+                self.target_feats = [f.detach() for f in prior.features(self.targets)]
 
     def _build_losses(self) -> dict[str, Any]:
         from dgp_toolkit.registry import get_registry
@@ -181,202 +342,247 @@ class DGPRun:
         return {name: get_registry().create("loss", name) for name in names}
 
     # ------------------------------------------------------------------ selection
-    def select(self) -> tuple[torch.Tensor, int, float]:
+    def select(self) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+        """The selected latents ``(B, dim_z)``, classes ``(B,)`` and their scores."""
         t0 = time.perf_counter()
-        z, y = draw_candidates(self.prior, self.preset.select_num, self.preset.sample_std,
-                               self.class_index, self.generator)
-        if z.shape[0] == 1:
-            self.timings["select_s"] = time.perf_counter() - t0
-            return z.clone(), int(y[0]), float("nan")
-        scores = score_candidates(self.prior, self.degradation, self.target_feats, z, y,
-                                  precision=self.precision)
-        best = int(torch.argmin(scores))
+        zs, ys, scores = [], [], []
+        for i, job in enumerate(self.jobs):
+            z, y, feats = self.cache.get(self.prior, self.degradation, self.preset, job.seed, job.class_index,
+                                         self.precision)
+            if z.shape[0] == 1:
+                best, score = 0, float("nan")
+            else:
+                mine = [t[i:i + 1].expand(z.shape[0], *t.shape[1:]) for t in self.target_feats[-SELECT_FEATURES:]]
+                distance = d_feature_distance(feats, mine, SELECT_FEATURES)
+                best = int(torch.argmin(distance))
+                score = float(distance[best])
+            zs.append(z[best])
+            ys.append(y[best])
+            scores.append(score)
         self.timings["select_s"] = time.perf_counter() - t0
-        return z[best:best + 1].clone(), int(y[best]), float(scores[best])
+        return torch.stack(zs).clone(), torch.stack(ys), scores
 
     # ------------------------------------------------------------------ optimization
-    def optimize(self, z0: torch.Tensor, class_index: int,
-                 progress: Callable[[ProgressEvent], None] | None = None) -> EngineResult:
-        t0 = time.perf_counter()
-        prior, schedule = self.prior, self.schedule
-        G = prior.fresh_generator()
-        if self.channels_last:
-            G = G.to(memory_format=torch.channels_last)
-        update_embed = bool(self.preset.update_embed)
-        groups = prior.stages(G, include_embedding=update_embed)
-        for p in G.parameters():
-            p.requires_grad_(False)
-        y = torch.tensor([class_index], device=self.device)
-        z = z0.detach().clone().requires_grad_(True)
-        # Not the fused Adam kernel, although it saves 1.6 ms of a ~33 ms step here: its
-        # updates differ from the default's by ~1% after 80 steps, and some 1,000-step runs
-        # amplify that into a different result (one denoising dev image: 19.4 against 25.6 dB),
-        # so the shipped presets' measurements would no longer describe the shipped engine.
-        opt_g = torch.optim.Adam([{"params": g, "lr": 0.0} for g in groups], betas=(0.0, 0.999), eps=1e-8)
-        opt_z = torch.optim.Adam([z], lr=schedule.stages[0].z_lr, betas=(0.0, 0.999), eps=1e-8)
-        D = prior.D
-        if self.channels_last and self.optimizes_with_d:
-            D = copy.deepcopy(D).to(memory_format=torch.channels_last)
-        precision = self.precision
+    def _open_stage(self, stage: Any, optimizers: tuple[Any, Any]) -> None:
+        opt_g, opt_z = optimizers
+        for i, group in enumerate(opt_g.param_groups):
+            group["base_lr"] = stage.group_lr(i)
+            for p in group["params"]:
+                p.requires_grad_(group["base_lr"] > 0)
+        opt_z.param_groups[0]["base_lr"] = stage.z_lr
+
+    def _losses_of(self, x: torch.Tensor, z: torch.Tensor, stage: Any, D: Any) -> torch.Tensor:
+        """The weighted loss terms, ``(B, 1 + terms)``: the total per image, then each term."""
+        from dgp_toolkit.plugins.losses import LossState
 
         def feature_fn(image: torch.Tensor) -> list[torch.Tensor]:
-            with autocast(self.device, precision):  # a no-op in float32
+            with autocast(self.device, self.precision):  # a no-op in float32
                 feats = D(image)[1]
             return [f.float() for f in feats]  # .float() of a float32 tensor is the tensor itself
 
-        from dgp_toolkit.plugins.losses import LossState
+        state = LossState(generated=self.degradation(x), target=self.targets, z=z, target_features=self.target_feats,
+                          ftr_num=stage.ftr_num, feature_fn=feature_fn)
+        batch = x.shape[0]
+        terms = []
+        for name in sorted(self._losses):
+            weight = stage.weights.get(name, 0.0)
+            if weight == 0.0:
+                terms.append(x.new_zeros(batch))
+                continue
+            value = self._losses[name](state)
+            if value.dim() == 0 and batch == 1:  # a loss written for one image
+                value = value.reshape(1)
+            if tuple(value.shape) != (batch,):
+                raise DGPError(f"loss {name!r} returned shape {tuple(value.shape)}; a loss returns one value per "
+                               f"image, shape ({batch},) (see dgp_toolkit.hookspecs.register_losses)")
+            terms.append(value * weight)
+        total = torch.stack(terms).sum(0)
+        return torch.stack([total, *terms], dim=1)
 
-        total_steps = schedule.total_iterations
-        term_names = sorted(self._losses)
-        hist = torch.zeros(total_steps, len(term_names) + 1, device=self.device)
-        snapshots: list[torch.Tensor] = []
-        stopped, message = "done", ""
-        # The last state known to be finite: what a non-finite loss rolls back to. It starts as
-        # the selected latent on the prior's weights. Before the update of every step that is
-        # checked, the state whose forward pass gave that step's loss is copied in place into
-        # ``pending``; the check promotes it to ``good`` when the loss and latent are finite.
-        # (One weight copy every ``check_every`` steps. The image is rendered from the kept
-        # state at the end, so the returned image, latent and generator always belong together;
-        # the weights after a finite step can still overflow at the next forward.)
-        good_state, pending_state = prior.generator_state(G), prior.generator_state(G)
-        good_z, pending_z = z.detach().clone(), z.detach().clone()
-        good_in = False
-        step = 0
-        in_on = False
-        embedding = None if update_embed else G.shared(y).detach()
-        warmup = schedule.warmup
+    def optimize(self, z0: torch.Tensor, classes: torch.Tensor,
+                 progress: Callable[[ProgressEvent], None] | None = None) -> list[EngineResult]:
+        t0 = time.perf_counter()
+        prior, schedule, batch = self.prior, self.schedule, len(self.jobs)
+        tune_embed = bool(self.preset.update_embed)
+        G = prior.generator_copies(batch, tune_embedding=tune_embed)
+        D = prior.D_for_optimization(channels_last=self.channels_last) if self.optimizes_with_d else None
+        if self.channels_last:
+            _set_layout(G, torch.channels_last)
+        groups = prior.stages(G, include_embedding=tune_embed)
+        z = z0.detach().clone().requires_grad_(True)
+        embedding = None if tune_embed else prior.embed(classes, model=G).detach()
+        # Not the fused Adam kernel, although it saves 1.6 ms of a ~33 ms step here: its
+        # updates differ from the default's by ~1% after 80 steps, and some 1,000-step runs
+        # amplify that into a different result (one denoising dev image: 19.4 against 25.6 dB).
+        opt_g = torch.optim.Adam([{"params": g, "lr": 0.0} for g in groups], betas=(0.0, 0.999), eps=1e-8)
+        opt_z = torch.optim.Adam([z], lr=0.0, betas=(0.0, 0.999), eps=1e-8)
+        rollback = Rollback({f"{i}.{j}": p for i, g in enumerate(groups) for j, p in enumerate(g)}, z)
+        hist = torch.zeros(schedule.total_iterations, batch, len(self._losses) + 1, device=self.device)
+        finals: dict[int, _Final] = {}
+        snapshots: list[list[torch.Tensor]] = [[] for _ in range(batch)]
+        running = torch.ones(batch, dtype=torch.bool, device=self.device)
+        step, in_on = 0, False
         for s_idx, stage in enumerate(schedule.stages):
-            for i, group in enumerate(opt_g.param_groups):
-                lr = stage.group_lr(i)
-                group["base_lr"] = lr
-                group["lr"] = lr
-                for p in group["params"]:
-                    p.requires_grad_(lr > 0)
-            opt_z.param_groups[0]["base_lr"] = stage.z_lr
-            opt_z.param_groups[0]["lr"] = stage.z_lr
+            self._open_stage(stage, (opt_g, opt_z))
             if stage.use_in != in_on:
                 prior.set_instance_norm(stage.use_in, model=G)
                 in_on = stage.use_in
-            weights = {k: v for k, v in stage.weights.items() if v != 0.0}
             stage_end = step + stage.iterations
-            while step < stage_end:
-                if warmup and step < warmup:
-                    scale = (step + 1) / warmup
-                    for group in opt_g.param_groups + opt_z.param_groups:
-                        group["lr"] = group["base_lr"] * scale
-                elif warmup and step == warmup:
-                    for group in opt_g.param_groups + opt_z.param_groups:
-                        group["lr"] = group["base_lr"]
-                emb = G.shared(y) if update_embed else embedding
-                with autocast(self.device, precision):
-                    x = G(z, emb)
-                x = x.float()
-                state = LossState(generated=self.degradation(x), target=self.target, z=z,
-                                  target_features=self.target_feats, ftr_num=stage.ftr_num,
-                                  feature_fn=feature_fn)
-                terms = [self._losses[name](state) * weights[name] if name in weights else None
-                         for name in term_names]
-                loss = sum(t for t in terms if t is not None)
+            while step < stage_end and len(finals) < batch:
+                for group in opt_g.param_groups + opt_z.param_groups:
+                    group["lr"] = group["base_lr"] * schedule.lr_factor(step)
+                with autocast(self.device, self.precision):
+                    x = prior.generate(z, embedding=prior.embed(classes, model=G) if tune_embed else embedding,
+                                       model=G)
+                rows = self._losses_of(x.float(), z, stage, D)
                 opt_g.zero_grad(set_to_none=True)
                 opt_z.zero_grad(set_to_none=True)
-                loss.backward()
-                if (step + 1) % self.check_every == 0 or step + 1 == stage_end:
-                    with torch.no_grad():
-                        for name, value in G.state_dict().items():
-                            pending_state[name].copy_(value)
-                        pending_z.copy_(z)
+                torch.where(running, rows[:, 0], 0.0).sum().backward()  # stopped images add nothing
+                checked = (step + 1) % self.options.check_every == 0 or step + 1 == stage_end
+                if checked:
+                    rollback.stash(z)
                 opt_g.step()
                 opt_z.step()
-                with torch.no_grad():
-                    row = [loss.detach()] + [t.detach() if t is not None else loss.new_zeros(()) for t in terms]
-                    hist[step] = torch.stack(row)
+                hist[step] = rows.detach()
                 step += 1
-                at_check = step % self.check_every == 0 or step == stage_end
-                if at_check:
-                    current = float(hist[step - 1, 0])
-                    if not math.isfinite(current) or not bool(torch.isfinite(pending_z).all()):
-                        stopped = "non_finite"
-                        message = (f"the loss became non-finite at step {step} (stage {s_idx + 1}); "
-                                   "returning the last finite result; try a smaller learning rate")
-                        break
-                    good_state, pending_state = pending_state, good_state
-                    good_z, pending_z = pending_z, good_z
-                    good_in = in_on
-                    if progress is not None:
-                        progress(ProgressEvent(stage=s_idx, n_stages=len(schedule.stages), step=step,
-                                               total_steps=total_steps, loss=current,
-                                               elapsed_s=time.perf_counter() - t0))
-                    if self._early_stop(hist[step - 1], term_names, schedule):
-                        stopped = "early_stop"
-                        message = f"early stop at step {step}"
-                        break
-            if stopped != "done":
+                if checked:
+                    self._check(step, s_idx, hist[step - 1], rollback, z, in_on, finals, running, progress, t0)
+            for i in range(batch):
+                if i not in finals:
+                    snapshots[i].append(x[i:i + 1].detach().float().clone())
+            if len(finals) == batch:
                 break
-            if self.snapshot_stages:
-                snapshots.append(x.detach().clone())
-        if self.channels_last:
-            # back to the standard layout before the final render: the returned generator and
-            # image then match bit for bit what a later render of the saved state gives
-            G = G.to(memory_format=torch.contiguous_format)
-        if stopped == "non_finite":
-            prior.load_generator_state(good_state, model=G)
-            if good_in != in_on:
-                prior.set_instance_norm(good_in, model=G)
-            z_final = good_z
-        else:
-            z_final = z.detach()
-        del good_state, pending_state
-        with torch.no_grad():
-            emb = G.shared(y) if update_embed else embedding
-            image = G(z_final, emb)
-        if stopped == "non_finite" and not bool(torch.isfinite(image).all()):
-            raise DGPError(message.replace("returning the last finite result; ", "no finite result to return; "))
+        if not self.options.snapshots:
+            snapshots = [[] for _ in range(batch)]
         self.timings["optimize_s"] = time.perf_counter() - t0
-        hist_cpu = hist[:step].cpu().tolist()
-        history = [{"step": i + 1, "loss": row[0], **dict(zip(term_names, row[1:]))} for i, row in enumerate(hist_cpu)]
-        for p in G.parameters():
-            p.requires_grad_(False)
-        with torch.no_grad():
-            final_embedding = G.shared(y).detach()
-        return EngineResult(image=image.detach(), z=z_final.detach(), class_index=class_index,
-                            embedding=final_embedding, history=history, generator=G, stopped=stopped,
-                            message=message, timings=dict(self.timings), snapshots=snapshots,
-                            config=self.describe())
+        return self._results(G, z, classes, rollback, finals, in_on, hist[:step], snapshots)
 
-    def _early_stop(self, row: torch.Tensor, names: list[str], schedule: Any) -> bool:
-        for name, threshold in (("mse", schedule.early_stop_mse), ("discriminator", schedule.early_stop_d)):
-            if threshold > 0 and name in names and float(row[1 + names.index(name)]) < threshold:
-                return True
-        return False
+    def _check(self, step: int, s_idx: int, row: torch.Tensor, rollback: Rollback, z: torch.Tensor, in_on: bool,
+               finals: dict[int, _Final], running: torch.Tensor, progress: Any, t0: float) -> None:
+        """Every ``check_every`` steps: roll back and stop the images whose loss or latent went
+        non-finite, promote the others' states, stop those that reached the early-stop
+        thresholds, report progress."""
+        row = row.cpu()
+        finite = torch.isfinite(row[:, 0]) & torch.isfinite(rollback.pending_z).all(dim=1).cpu()
+        rollback.promote(finite, in_on)
+        names = sorted(self._losses)
+        thresholds = [(names.index(n), t) for n, t in (("mse", self.schedule.early_stop_mse),
+                                                       ("discriminator", self.schedule.early_stop_d))
+                      if t > 0 and n in names]
+        for i in range(len(self.jobs)):
+            if i in finals:
+                continue
+            if not finite[i]:
+                params, good_z, good_in = rollback.take(i)
+                finals[i] = _Final(params, good_z, good_in, "non_finite",
+                                   f"the loss became non-finite at step {step} (stage {s_idx + 1}); returning the last "
+                                   "finite result; try a smaller learning rate", step)
+            elif any(float(row[i, 1 + k]) < t for k, t in thresholds):
+                finals[i] = _Final({k: v[i].detach().clone() for k, v in rollback.params.items()},
+                                   z[i].detach().clone(), in_on, "early_stop", f"early stop at step {step}", step)
+            if i in finals:
+                running[i] = False
+        if progress is not None:  # the mean loss of the images that ran this step
+            ran = [i for i in range(len(self.jobs)) if i not in finals or finals[i].steps == step]
+            values = [float(row[i, 0]) for i in ran if math.isfinite(float(row[i, 0]))]
+            progress(ProgressEvent(stage=s_idx, n_stages=len(self.schedule.stages), step=step,
+                                   total_steps=self.schedule.total_iterations,
+                                   loss=sum(values) / len(values) if values else float("nan"),
+                                   elapsed_s=time.perf_counter() - t0, running=len(self.jobs) - len(finals),
+                                   batch=len(self.jobs)))
+
+    @torch.no_grad()
+    def _results(self, G: Any, z: torch.Tensor, classes: torch.Tensor, rollback: Rollback, finals: dict[int, _Final],
+                 in_on: bool, hist: torch.Tensor, snapshots: list[list[torch.Tensor]]) -> list[EngineResult]:
+        """Put every stopped image's kept state back into its copy, then render each copy
+        with a plain generator holding its weights: the returned image is then exactly what
+        a later render of the saved state gives."""
+        prior = self.prior
+        if self.channels_last:
+            _set_layout(G, torch.contiguous_format)
+        z = z.detach().clone()
+        for i, final in finals.items():
+            for name, value in final.params.items():
+                rollback.params[name][i].copy_(value)
+            z[i] = final.z
+        stats = prior.instance_norm_stats(G) if in_on else None
+        plain = prior.fresh_generator()
+        hist_cpu = hist.cpu()
+        names = sorted(self._losses)
+        config = self.describe()
+        results = []
+        for i, job in enumerate(self.jobs):
+            final = finals.get(i)
+            state = prior.copy_state(G, i)
+            prior.load_generator_state(state, model=plain)
+            ended_in = final.in_on if final else in_on
+            if ended_in and in_on:  # the statistics its steps used
+                prior.set_instance_norm_stats({k: v[i:i + 1] for k, v in stats.items()}, model=plain)
+            else:  # the path off, or back on after a roll-back: statistics re-taken at this render
+                prior.set_instance_norm(ended_in, model=plain)
+            embedding = prior.embed(classes[i:i + 1], model=plain)
+            image = prior.generate(z[i:i + 1], embedding=embedding, model=plain)
+            steps = final.steps if final else hist_cpu.shape[0]
+            stopped, message = (final.stopped, final.message) if final else ("done", "")
+            if stopped == "non_finite" and not bool(torch.isfinite(image).all()):
+                message = message.replace("returning the last finite result; ", "no finite result to return; ")
+            results.append(EngineResult(
+                image=image, z=z[i:i + 1], class_index=int(classes[i]), embedding=embedding,
+                history=[{"step": s + 1, "loss": float(r[0]), **dict(zip(names, map(float, r[1:])))}
+                         for s, r in enumerate(hist_cpu[:steps, i])],
+                generator_state=state, instance_norm=prior.instance_norm_stats(plain) if ended_in else None,
+                stopped=stopped, message=message, timings=dict(self.timings), snapshots=snapshots[i],
+                config={**config, "seed": job.seed, "class_index": job.class_index}))
+        return results
 
     def describe(self) -> dict[str, Any]:
         preset = self.preset.to_dict()
         preset["schedule"] = self.schedule.to_dict()
-        return {"preset": preset, "seed": self.seed, "class_index": self.class_index,
-                "check_every": self.check_every, "prior": getattr(self.prior, "name", None),
-                "device": str(self.device), "precision": self.precision, "channels_last": self.channels_last}
+        return {"preset": preset, "check_every": self.options.check_every, "prior": getattr(self.prior, "name", None),
+                "device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
+                "batch": len(self.jobs)}
 
-    def run(self, progress: Callable[[ProgressEvent], None] | None = None) -> EngineResult:
-        z0, class_index, _ = self.select()
-        return self.optimize(z0, class_index, progress)
+    def run(self, progress: Callable[[ProgressEvent], None] | None = None) -> list[EngineResult]:
+        z0, classes, scores = self.select()
+        results = self.optimize(z0, classes, progress)
+        for res, score in zip(results, scores):
+            res.score = score
+        return results
 
 
-def run_dgp(prior: Any, degradation: Any, target: torch.Tensor, *, preset: Any, seed: int = 0,
-            class_index: int | None = None, iterations_scale: float = 1.0,
-            progress: Callable[[ProgressEvent], None] | None = None, check_every: int = 50,
-            snapshot_stages: bool = True, precision: str = "float32",
-            channels_last: bool | None = None) -> EngineResult:
-    """Restore one observation ``target`` ((1, 3, R, R) in [-1, 1]) with ``prior``.
+def run_batch(prior: Any, degradation: Any, jobs: Sequence[Job], *, preset: Any, options: RunOptions = RunOptions(),
+              cache: CandidateCache | None = None,
+              progress: Callable[[ProgressEvent], None] | None = None) -> list[EngineResult]:
+    """Restore a batch of observations (:class:`Job`) with ``prior``; one result per job, in order.
 
     ``degradation`` is phi (a Degradation or Compose; ``forward`` is applied to generated
-    images); ``preset`` a :class:`dgp_toolkit.presets.Preset`. Returns the generator's
-    output (before the task's ``finish``), the latent, the class, the per-step losses and
-    the fine-tuned generator. ``precision`` (``float32``, ``bf16`` or ``auto``) runs the
-    generator and discriminator under bf16 autocast (:mod:`dgp_toolkit.precision`); the
-    latent, the weights, the optimizer and the losses stay float32. ``channels_last``
-    (default: on for bf16 on a CPU) runs the generator copy and D in channels-last layout.
+    images); ``preset`` a :class:`dgp_toolkit.presets.Preset`. Each result holds the
+    generator's output (before the task's ``finish``), the latent, the class, the per-step
+    losses and the fine-tuned generator's state. An image whose loss goes non-finite rolls
+    back to its last finite state and stops alone; the others go on. ``cache`` shares
+    latent candidates between batches (a folder).
     """
-    run = DGPRun(prior, degradation, target, preset=preset, seed=seed, class_index=class_index,
-                 iterations_scale=iterations_scale, check_every=check_every,
-                 snapshot_stages=snapshot_stages, precision=precision, channels_last=channels_last)
-    return run.run(progress)
+    return BatchRun(prior, degradation, jobs, preset=preset, options=options, cache=cache).run(progress)
+
+
+def run_dgp(prior: Any, degradation: Any, target: torch.Tensor, *, preset: Any, class_index: int | None = None,
+            options: RunOptions = RunOptions(), progress: Callable[[ProgressEvent], None] | None = None,
+            cache: CandidateCache | None = None) -> EngineResult:
+    """Restore one observation ``target`` ((1, 3, R, R) in [-1, 1]): a batch of one.
+
+    A run whose loss went non-finite before any finite state could be kept raises
+    :class:`DGPError`.
+    """
+    if not isinstance(target, torch.Tensor) or target.ndim != 4 or target.shape[0] != 1 or target.shape[1] != 3:
+        shape = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
+        raise DGPUsageError(f"the observation must be a (1, 3, H, W) tensor, got {shape}")
+    [res] = run_batch(prior, degradation, [Job(target, options.seed, class_index)], preset=preset, options=options,
+                      cache=cache, progress=progress)
+    raise_if_unusable(res)
+    return res
+
+
+def raise_if_unusable(res: EngineResult) -> None:
+    """A :class:`DGPError` when a result has no finite image to return."""
+    if res.stopped == "non_finite" and not bool(torch.isfinite(res.image).all()):
+        raise DGPError(res.message)

@@ -92,8 +92,11 @@ def register_losses(register: Register) -> None:
     """Register loss terms.
 
     Called once, when the registry is first needed. ``factory(**options)`` returns a
-    callable ``loss(state) -> scalar tensor`` on the optimization state (degraded
-    generated image, target, cached target features, latent). Weights per stage come
+    callable ``loss(state) -> tensor of shape (B,)`` on the optimization state of a batch
+    of B images (degraded generated images, targets, cached target features, latents):
+    one value per image, never mixing the images (the engine sums them, and each image's
+    optimization must stay its own). A scalar is accepted for a batch of one. Weights per
+    stage come
     from the schedule, not from the loss. ``dgp_toolkit.get_loss(name, **options)``
     looks names up here.
 

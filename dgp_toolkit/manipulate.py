@@ -235,7 +235,7 @@ def reconstruct(image: Any, prior: Any = "biggan", *, preset: Any = None, label:
     >>> rec.image.shape                                         # doctest: +SKIP
     torch.Size([1, 3, 32, 32])
     """
-    from dgp_toolkit.engine import run_dgp
+    from dgp_toolkit.engine import RunOptions, run_dgp
     from dgp_toolkit.plugins.degradations.compose import Compose
 
     prior = resolve_prior(prior, device, weights)
@@ -243,9 +243,11 @@ def reconstruct(image: Any, prior: Any = "biggan", *, preset: Any = None, label:
     class_index = None if label is None else int(prior.class_index(label))
     target, fitted, source, notes = _fitted_target(image, prior, fit)
     identity = Compose([]).to(prior.device)
-    res = run_dgp(prior, identity, target, preset=preset, seed=seed, class_index=class_index,
-                  iterations_scale=iterations_scale, progress=progress, check_every=check_every,
-                  snapshot_stages=False)
+    # float32: the editing commands' settings were measured in it (bf16 is restore's "auto")
+    options = RunOptions(seed=seed, precision="float32", iterations_scale=iterations_scale, check_every=check_every,
+                         snapshots=False)
+    res = run_dgp(prior, identity, target, preset=preset, class_index=class_index, options=options,
+                  progress=progress)
     if res.stopped == "non_finite":
         notes.append(f"the run stopped early: {res.message}")
     rec = reconstruction_from_result(prior, res, preset=res.config.get("preset", preset), seed=seed, source=source)

@@ -44,8 +44,9 @@ from PIL import Image
 
 from dgp_toolkit.errors import DGPError, DGPUsageError
 
-__all__ = ["RestoreResult", "RestoreSetup", "InputImage", "prepare_restore", "load_input", "restore",
-           "restore_input", "full_resolution_task", "make_sheet", "json_safe", "versions"]
+__all__ = ["RestoreResult", "RestoreSetup", "InputImage", "PreparedInput", "RestoreFailure", "prepare_restore",
+           "load_input", "prepare_input", "finish_input", "restore", "restore_many", "restore_stream",
+           "restore_input", "run_options_of", "full_resolution_task", "make_sheet", "json_safe", "versions"]
 
 _BICUBIC = Image.Resampling.BICUBIC
 
@@ -351,15 +352,29 @@ def _task_of(steps: Sequence[Any]) -> str:
 
 
 # --------------------------------------------------------------------------- running
-def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", simulate: bool = False, seed: int = 0,
-                  iterations_scale: float = 1.0, progress: Callable[[Any], None] | None = None,
-                  check_every: int = 50, snapshot_stages: bool = True,
-                  precision: str = "auto", runs: int | None = None) -> RestoreResult:
-    """Restore one loaded image with a prepared set-up (the body of :func:`restore`)."""
+@dataclass
+class PreparedInput:
+    """One input fitted to the prior, with its target: ready to join a batch."""
+
+    inp: InputImage
+    target: Any  # (1, 3, R, R) on the prior's device
+    clean: Any  # with simulate: the fitted clean input (for the scores), else None
+    fitted: Image.Image
+    notes: list[str]
+    start: float  # perf_counter() when its preparation began (for ``seconds``)
+
+
+def prepare_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", simulate: bool = False,
+                  seed: int = 0) -> PreparedInput:
+    """Fit one loaded image to the prior and make its target (steps 2 and 4 of the data flow).
+
+    Inputs of any size, grey or colour, become a ``(1, 3, R, R)`` target here, so that the
+    images of one folder can share a batch; only their finishing differs.
+    """
     import torch
 
-    from dgp_toolkit.engine import check_seed, run_dgp
-    from dgp_toolkit.images import FIT_MODES, to_pil
+    from dgp_toolkit.engine import check_seed
+    from dgp_toolkit.images import FIT_MODES
 
     if fit not in FIT_MODES:
         raise DGPUsageError(f"unknown fit mode {fit!r} (choose from {', '.join(FIT_MODES)})")
@@ -394,18 +409,27 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
     if tuple(target.shape) != (1, 3, side, side):
         raise DGPError(f"the degradation {' + '.join(setup.specs) or 'identity'} gave a target of shape "
                        f"{tuple(target.shape)}, expected (1, 3, {side}, {side})")
+    return PreparedInput(inp, target, clean, fitted, notes, start)
 
-    from dgp_toolkit.presets import check_runs
 
-    n_runs = setup.preset.runs if runs is None else check_runs(runs)
-    results = []
-    for r in range(n_runs):
-        results.append(run_dgp(prior, degradation, target, preset=setup.preset, seed=seed + r,
-                               class_index=setup.class_index, iterations_scale=iterations_scale,
-                               progress=_run_progress(progress, r, n_runs), check_every=check_every,
-                               snapshot_stages=snapshot_stages and r == 0, precision=precision))
+def finish_input(setup: RestoreSetup, prep: PreparedInput, results: Sequence[Any], *, options: Any,
+                 fit: str = "crop", simulate: bool = False) -> RestoreResult:
+    """An input's :class:`RestoreResult` from its runs' engine results (step 6 of the data
+    flow): the mean of the runs that did not diverge, the task's finish, scores and config.
+
+    Raises :class:`DGPError` when no run has a finite image to return.
+    """
+    import torch
+
+    from dgp_toolkit.engine import raise_if_unusable
+    from dgp_toolkit.images import to_pil
+
+    seed, n_runs = options.seed, len(results)
+    notes = prep.notes
+    degradation, target = setup.degradation, prep.target
     kept = averaged_runs(results)
     res = results[kept[0]]  # the run whose latent, class and generator are reported (not a diverged one)
+    raise_if_unusable(res)
     with torch.no_grad():
         # several runs: the mean of those that did not diverge (an estimate of the posterior mean)
         raw = torch.stack([results[r].image.detach() for r in kept]).mean(0)
@@ -422,31 +446,159 @@ def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
                          f"{final_loss(results[r]):.4g}, more than {DIVERGED_RATIO:g}x the best run's)")
 
     task = setup.protocol
-    metrics = setup.score(finished, target, clean) if simulate else None
+    metrics = setup.score(finished, target, prep.clean) if simulate else None
     full = None
-    if full_resolution_task(setup, inp, fit=fit, simulate=simulate):
-        full, note = _full_resolution(setup, task, inp, finished, fit)
+    if full_resolution_task(setup, prep.inp, fit=fit, simulate=simulate):
+        full, note = _full_resolution(setup, task, prep.inp, finished, fit)
         notes.append(note)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - prep.start
     class_index = int(res.class_index)
-    config = _config(setup, inp, res, fit=fit, simulate=simulate, seed=seed, iterations_scale=iterations_scale,
-                     check_every=check_every, class_index=class_index, precision=res.config.get("precision", precision),
-                     runs=n_runs)
+    config = _config(setup, prep.inp, res, fit=fit, simulate=simulate, seed=seed,
+                     iterations_scale=options.iterations_scale, check_every=options.check_every,
+                     class_index=class_index, precision=res.config.get("precision", options.precision), runs=n_runs)
     if n_runs > 1:
         config["run_classes"] = [int(x.class_index) for x in results]
         config["runs_averaged"] = [int(r) for r in kept]
         config["run_final_losses"] = [final_loss(x) for x in results]
         config["stopped"] = "non_finite" if any(x.stopped == "non_finite" for x in results) else res.stopped
-        config["timings"] = {k: sum(float((x.timings or {}).get(k, 0.0)) for x in results) for k in (res.timings or {})}
     history = list(res.history) if n_runs == 1 else [
         {**h, "run": r} for r, x in enumerate(results) for h in x.history]
     return RestoreResult(
-        image=to_pil(finished), observation=to_pil(target), input=fitted, tensor=finished.cpu(), raw=raw.cpu(),
+        image=to_pil(finished), observation=to_pil(target), input=prep.fitted, tensor=finished.cpu(), raw=raw.cpu(),
         metrics=metrics, history=history, config=config, z=res.z.detach().cpu(), class_index=class_index,
         generator_state=_generator_state(res), notes=notes, full_resolution=full,
         snapshots=[s.detach().cpu() for s in (results[0].snapshots or [])], stopped=config["stopped"],
         message=res.message or "", timings=dict(config["timings"]), seconds=seconds,
-        instance_norm=_instance_norm(res))
+        instance_norm=res.instance_norm)
+
+
+@dataclass
+class RestoreFailure:
+    """What :func:`restore_stream` gives for an input that could not be restored."""
+
+    error: Exception
+    source: str = ""
+
+
+def restore_stream(setup: RestoreSetup, inputs: Any, *, options: Any = None, fit: str = "crop",
+                   simulate: bool = False, batch: int = 1, progress: Callable[[Any], None] | None = None,
+                   ) -> Any:
+    """Restore many inputs with one set-up, ``batch`` generator copies at a time.
+
+    ``inputs`` is an iterable of ``(key, image)`` pairs: ``image`` a loaded
+    :class:`InputImage`, anything :func:`load_input` reads, or an exception (an input
+    already known to be bad). Yields ``(key, RestoreResult | RestoreFailure)`` as each
+    input's last run finishes: bad inputs at once, the others batch by batch. Each input
+    takes ``runs`` copies (``options.runs``, else the preset's); a batch holds ``batch``
+    copies (images x runs: memory and compute scale with it). Latent candidates are shared
+    by every input of the stream (one seed): they are drawn and scored once.
+    """
+    from dgp_toolkit.engine import CandidateCache, Job, RunOptions, run_batch
+
+    options = options if options is not None else RunOptions()
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise DGPUsageError(f"batch must be a whole number >= 1, got {batch!r}")
+    n_runs = options.runs if options.runs is not None else setup.preset.runs
+    cache = CandidateCache()
+    pending: dict[Any, tuple[PreparedInput, list[Any]]] = {}
+    queue: list[tuple[Any, int]] = []  # (key, run) of the copies not yet run
+
+    def run_queue(size: int) -> Any:
+        jobs, queue[:] = queue[:size], queue[size:]
+        engine_jobs = [Job(pending[key][0].target, options.seed + r, setup.class_index) for key, r in jobs]
+        try:
+            results = run_batch(setup.prior, setup.degradation, engine_jobs, preset=setup.preset,
+                                options=options, cache=cache, progress=progress)
+        except (DGPError, RuntimeError, ValueError) as exc:  # the whole batch failed (e.g. out of memory)
+            for key in dict.fromkeys(k for k, _ in jobs):
+                if key in pending:
+                    prep, _ = pending.pop(key)
+                    queue[:] = [(k, r) for k, r in queue if k != key]
+                    yield key, RestoreFailure(exc, prep.inp.source)
+            return
+        for (key, r), res in zip(jobs, results):
+            pending[key][1][r] = res
+        for key in dict.fromkeys(k for k, _ in jobs):
+            prep, runs = pending[key]
+            if all(x is not None for x in runs):
+                del pending[key]
+                try:
+                    yield key, finish_input(setup, prep, runs, options=options, fit=fit, simulate=simulate)
+                except DGPError as exc:
+                    yield key, RestoreFailure(exc, prep.inp.source)
+
+    for key, image in inputs:
+        source = getattr(image, "source", str(image) if isinstance(image, (str, os.PathLike)) else "")
+        try:
+            if isinstance(image, BaseException):
+                raise image
+            inp = image if isinstance(image, InputImage) else load_input(image)
+            prep = prepare_input(setup, inp, fit=fit, simulate=simulate, seed=options.seed)
+        except DGPError as exc:
+            yield key, RestoreFailure(exc, source)
+            continue
+        pending[key] = (prep, [None] * n_runs)
+        queue.extend((key, r) for r in range(n_runs))
+        while len(queue) >= batch:
+            yield from run_queue(batch)
+    while queue:
+        yield from run_queue(batch)
+
+
+def restore_many(images: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any = None,
+                 label: int | str | None = None, device: str | None = None,
+                 weights: str | os.PathLike | None = None, fit: str = "crop", simulate: bool = False,
+                 batch: int = 4, options: Any = None, progress: Callable[[Any], None] | None = None,
+                 **run_options: Any) -> Any:
+    """Restore many images with one prior; yields ``(index, RestoreResult)`` as each batch finishes.
+
+    ``images`` is a list (or any iterable) of what :func:`restore` takes; ``batch`` the
+    number of generator copies optimized together (images x runs). The other arguments
+    are :func:`restore`'s; run options (``seed``, ``precision``, ``iterations_scale``,
+    ``check_every``, ``snapshot_stages``, ``runs``) go in ``options`` (a
+    :class:`~dgp_toolkit.RunOptions`) or as keywords. An image that cannot be restored
+    yields ``(index, RestoreFailure)`` and the others go on.
+
+    >>> for i, result in restore_many(["a.png", "b.png"], ["gray"], batch=2):   # doctest: +SKIP
+    ...     result.image.save(f"restored_{i}.png")
+    """
+    options = run_options_of(options, run_options)
+    setup = prepare_restore(degrade, prior, preset=preset, label=label, device=device, weights=weights)
+    return restore_stream(setup, enumerate(images), options=options, fit=fit, simulate=simulate, batch=batch,
+                          progress=progress)
+
+
+def run_options_of(options: Any, keywords: dict[str, Any]) -> Any:
+    """A :class:`~dgp_toolkit.engine.RunOptions` from ``options`` and/or keyword arguments
+    (``snapshot_stages`` is the keyword name of ``snapshots``)."""
+    from dgp_toolkit.engine import RunOptions
+
+    keywords = dict(keywords)
+    if "snapshot_stages" in keywords:
+        keywords["snapshots"] = keywords.pop("snapshot_stages")
+    names = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(keywords) - names)
+    if unknown:
+        raise DGPUsageError(f"unknown run option(s) {', '.join(unknown)}; choices: {', '.join(sorted(names))}")
+    if options is None:
+        return RunOptions(**keywords)
+    if not isinstance(options, RunOptions):
+        raise DGPUsageError(f"options must be a RunOptions, got {type(options).__name__}")
+    return options.replace(**keywords) if keywords else options
+
+
+def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", simulate: bool = False,
+                  progress: Callable[[Any], None] | None = None, options: Any = None,
+                  **run_options: Any) -> RestoreResult:
+    """Restore one loaded image with a prepared set-up (the body of :func:`restore`): a
+    stream of one input, its runs in one batch."""
+    options = run_options_of(options, run_options)
+    n_runs = options.runs if options.runs is not None else setup.preset.runs
+    [(_, out)] = restore_stream(setup, [(0, inp)], options=options, fit=fit, simulate=simulate, batch=n_runs,
+                                progress=progress)
+    if isinstance(out, RestoreFailure):
+        raise out.error
+    return out
 
 
 #: A run whose final loss is more than this many times the best run's diverged (e.g. a
@@ -478,43 +630,18 @@ def averaged_runs(results: Sequence[Any]) -> list[int]:
     return [r for r in finite if losses[r] <= DIVERGED_RATIO * best] or [min(finite, key=lambda r: losses[r])]
 
 
-def _run_progress(progress: Callable[[Any], None] | None, run: int, n_runs: int) -> Callable[[Any], None] | None:
-    """``progress`` for run ``run`` of ``n_runs``: its events carry the run and count the
-    steps of all runs together."""
-    if progress is None or n_runs == 1:
-        return progress
-
-    def report(event: Any) -> None:
-        progress(dataclasses.replace(event, step=run * event.total_steps + event.step,
-                                     total_steps=n_runs * event.total_steps, run=run, n_runs=n_runs))
-    return report
-
-
-def _instance_norm(res: Any) -> dict[str, Any] | None:
-    generator = getattr(res, "generator", None)
-    if generator is None:
-        return None
-    from dgp_toolkit.state import instance_norm_stats
-
-    return instance_norm_stats(generator)
-
-
 def _generator_state(res: Any) -> dict[str, Any]:
-    # The run's generator is not used again: share its tensors rather than copy them
-    # (a 128-px ImageNet generator is 280 MB).
-    generator = getattr(res, "generator", None)
-    if generator is not None:
-        # contiguous(): a no-op, except for a channels-last bf16 run (safetensors needs it)
-        return {k: v.detach().contiguous() for k, v in generator.state_dict().items()}
-    return dict(res.generator_state)
+    # The engine's copy of the weights is not used again: share its tensors rather than copy
+    # them (a 128-px ImageNet generator is 280 MB). contiguous(): a no-op, except for a
+    # channels-last bf16 run (safetensors needs it).
+    return {k: v.detach().contiguous() for k, v in res.generator_state.items()}
 
 
 def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any = None,
-            label: int | str | None = None, seed: int = 0, device: str | None = None,
+            label: int | str | None = None, device: str | None = None,
             weights: str | os.PathLike | None = None, fit: str = "crop", simulate: bool = False,
-            iterations_scale: float = 1.0, progress: Callable[[Any], None] | None = None,
-            check_every: int = 50, snapshot_stages: bool = True, precision: str = "auto",
-            runs: int | None = None) -> RestoreResult:
+            progress: Callable[[Any], None] | None = None, options: Any = None,
+            **run_options: Any) -> RestoreResult:
     """Restore ``image`` with a deep generative prior; returns a :class:`RestoreResult`.
 
     Args:
@@ -526,7 +653,6 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
         preset: a preset name (``"super-resolution"``), a TOML file, a Preset, or ``None``
             to choose from the degradations.
         label: the class (index or name); ``None`` lets latent selection choose one.
-        seed: makes a CPU run bit-for-bit repeatable (selection, simulated noise).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` (when the prior is loaded
             here; default ``"cpu"``); a loaded prior stays on its own device.
         weights: with a prior name: a folder with an official ``G_ema_*.pth`` +
@@ -534,9 +660,12 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
         fit: how an image of another size is brought to the prior's: ``crop``, ``pad``
             or ``resize``.
         simulate: the input is clean: degrade it first, then score the result against it.
-        iterations_scale: multiplies every stage's iterations (0.1 for a quick look).
         progress: called with each ``ProgressEvent`` (stage, step, loss, elapsed).
+        options: a :class:`~dgp_toolkit.RunOptions`; or give its fields as keywords:
+        seed: makes a CPU run bit-for-bit repeatable (selection, simulated noise).
+        iterations_scale: multiplies every stage's iterations (0.1 for a quick look).
         check_every: steps between the engine's checks (NaN, early stop, history).
+        snapshot_stages: keep one snapshot per stage (``RunOptions.snapshots``).
         precision: ``"float32"``, ``"bf16"`` (autocast for G and D) or ``"auto"`` (bf16
             where the hardware computes it natively: AMX CPUs, recent GPUs).
         runs: restorations averaged into the result (default: the preset's ``runs``),
@@ -552,9 +681,7 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
     """
     setup = prepare_restore(degrade, prior, preset=preset, label=label, device=device, weights=weights)
     inp = load_input(image)
-    return restore_input(setup, inp, fit=fit, simulate=simulate, seed=seed, iterations_scale=iterations_scale,
-                         progress=progress, check_every=check_every, snapshot_stages=snapshot_stages,
-                         precision=precision, runs=runs)
+    return restore_input(setup, inp, fit=fit, simulate=simulate, progress=progress, options=options, **run_options)
 
 
 # --------------------------------------------------------------------------- scores

@@ -242,7 +242,7 @@ class _ProgressDisplay(_LiveBars):
         if self.progress is None:
             return
         self.progress.update(self.task, completed=event.step, total=event.total_steps,
-                             description=f"{self.name}: {_stage_text(event.stage, event.n_stages, event.run, event.n_runs)}",
+                             description=f"{self.name}: {_stage_text(event.stage, event.n_stages)}",
                              loss=f"{event.loss:.4g}")
 
 
@@ -617,7 +617,7 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
 
             def progress(event: Any, index: int = index) -> None:
                 results.put(("progress", wid, index, event.stage, event.n_stages, event.step,
-                             event.total_steps, event.loss, event.run, event.n_runs))
+                             event.total_steps, event.loss, 0, 1))
 
             record = _new_record(entry, setup, job.preset_name)
             try:

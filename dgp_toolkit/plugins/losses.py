@@ -1,6 +1,8 @@
 """The built-in loss terms of DGP's objective (DGP-METHOD.md section 2).
 
-A loss is a callable on a :class:`LossState` returning a scalar tensor. The schedule
+A loss is a callable on a :class:`LossState` returning one value per image, a tensor of
+shape ``(B,)``: the engine optimizes B images together and sums their losses, so a loss
+must never mix the images of a batch (reduce over every dimension but the first). The schedule
 gives each loss its weight per stage; a weight of 0 skips the loss (and, for
 ``discriminator``, the discriminator forward).
 
@@ -22,7 +24,7 @@ from dgp_toolkit.hookspecs import hookimpl
 
 @dataclasses.dataclass
 class LossState:
-    """What a loss sees at one optimization step.
+    """What a loss sees at one optimization step, for a batch of B images.
 
     ``generated`` is the degraded generated image phi(G(z)), ``target`` the observation,
     ``z`` the latent, ``target_features`` the discriminator features of the target
@@ -44,6 +46,11 @@ class LossState:
         return self._features
 
 
+def per_image_mean(x: Any):
+    """The mean over every dimension but the first: one value per image, shape ``(B,)``."""
+    return x.reshape(x.shape[0], -1).mean(dim=1)
+
+
 class DiscriminatorLoss:
     """L1 distance between discriminator features of phi(G(z)) and of the observation,
     over the last ``ftr_num`` features (``ftr_num`` comes from the stage)."""
@@ -55,7 +62,7 @@ class DiscriminatorLoss:
         n = min(state.ftr_num, len(feats))
         total = 0.0
         for i in range(1, n + 1):
-            total = total + (feats[-i] - target[-i]).abs().mean()
+            total = total + per_image_mean((feats[-i] - target[-i]).abs())
         return total
 
 
@@ -65,7 +72,7 @@ class MSELoss:
     name = "mse"
 
     def __call__(self, state: LossState):
-        return (state.generated - state.target).pow(2).mean()
+        return per_image_mean((state.generated - state.target).pow(2))
 
 
 class L1Loss:
@@ -74,7 +81,7 @@ class L1Loss:
     name = "l1"
 
     def __call__(self, state: LossState):
-        return (state.generated - state.target).abs().mean()
+        return per_image_mean((state.generated - state.target).abs())
 
 
 class NLLLoss:
@@ -83,7 +90,7 @@ class NLLLoss:
     name = "nll"
 
     def __call__(self, state: LossState):
-        return state.z.pow(2).mul(0.5).mean()
+        return per_image_mean(state.z.pow(2).mul(0.5))
 
 
 BUILTIN_LOSSES = {cls.name: cls for cls in (DiscriminatorLoss, MSELoss, L1Loss, NLLLoss)}

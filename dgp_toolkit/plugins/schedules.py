@@ -57,6 +57,15 @@ class Schedule:
     def total_iterations(self) -> int:
         return sum(s.iterations for s in self.stages)
 
+    def lr_factor(self, step: int) -> float:
+        """The factor on every learning rate at ``step`` (0-based): a linear warm-up from
+        ``1 / warmup`` to 1 over the first ``warmup`` steps, then 1.
+
+        >>> Schedule("s", [], warmup=4).lr_factor(0), Schedule("s", [], warmup=4).lr_factor(9)
+        (0.25, 1.0)
+        """
+        return (step + 1) / self.warmup if self.warmup and step < self.warmup else 1.0
+
     def scaled(self, factor: float) -> "Schedule":
         """The same schedule with every stage's iterations multiplied by ``factor``
         (at least one step per stage)."""

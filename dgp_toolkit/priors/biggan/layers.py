@@ -10,6 +10,14 @@ Speed: in eval mode the normalised weight of a layer depends only on ``weight`` 
 generator stages, ``torch.no_grad``), the normalised weight is cached and reused until
 either tensor changes (tracked by the tensors' in-place version counters), so a frozen
 network pays for spectral norm once per run rather than once per step.
+
+Stacked copies (the batched DGP engine): a layer's parameters may carry one extra leading
+dimension, ``copies``, holding that many independent versions of the layer (one per image
+being restored). Sample ``i`` of the input then goes through copy ``i``: a convolution
+becomes a grouped convolution with one group per copy, a linear layer a batched matrix
+product, and spectral norm runs its power iteration per copy from the shared ``u0``
+(eval mode only; the vectors are never written back). Nothing mixes the copies, so N
+stacked copies compute what N separate layers compute (up to float reduction order).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ class SpectralNorm:
     weight: nn.Parameter
     u0: torch.Tensor
     sv0: torch.Tensor
+    #: the number of dimensions of an unstacked weight (a leading one more means copies)
+    weight_dims = 2
 
     def _init_sn(self, num_outputs: int, eps: float) -> None:
         self.sn_eps = eps
@@ -41,7 +51,14 @@ class SpectralNorm:
         self.register_buffer("sv0", torch.ones(1))
         self._sn_cache: tuple | None = None
 
+    @property
+    def copies(self) -> int | None:
+        """The number of stacked copies, or ``None`` for a plain layer."""
+        return self.weight.shape[0] if self.weight.dim() > self.weight_dims else None
+
     def _weight_matrix(self) -> torch.Tensor:
+        if self.weight.dim() > self.weight_dims:  # (copies, out, in...) -> (copies, out, in)
+            return self.weight.reshape(self.weight.shape[0], self.weight.shape[1], -1)
         return self.weight.reshape(self.weight.shape[0], -1)
 
     def _sigma(self, w_mat: torch.Tensor, update: bool) -> torch.Tensor:
@@ -50,9 +67,14 @@ class SpectralNorm:
             v = _normalize(u @ w_mat, self.sn_eps)
         # v W^T serves both the new u (detached) and sigma = (v W^T) u^T, which carries the
         # gradient to W: one product instead of two, the same values.
-        vw = v @ w_mat.t()
+        vw = v @ w_mat.transpose(-1, -2)
         u = _normalize(vw.detach(), self.sn_eps)
-        sigma = (vw @ u.t()).squeeze()
+        sigma = vw @ u.transpose(-1, -2)
+        if w_mat.dim() == 3:  # stacked copies: one sigma per copy, shaped to divide the weight
+            if update:
+                raise RuntimeError("stacked spectral-norm layers run in eval mode only")
+            return sigma.reshape(-1, *[1] * self.weight_dims)
+        sigma = sigma.squeeze()
         if update:
             with torch.no_grad():
                 self.u0.copy_(u)
@@ -81,14 +103,31 @@ class SpectralNorm:
         self._sn_cache = None
 
 
+def _check_copies(x: torch.Tensor, copies: int) -> None:
+    if x.shape[0] != copies:
+        raise ValueError(f"a layer with {copies} stacked copies takes a batch of {copies} (one sample "
+                         f"per copy), got {x.shape[0]}")
+
+
 class SNConv2d(nn.Conv2d, SpectralNorm):
+    weight_dims = 4
+
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, padding: int = 1,
                  bias: bool = True, eps: float = 1e-6):
         super().__init__(in_ch, out_ch, kernel_size, padding=padding, bias=bias)
         self._init_sn(out_ch, eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.sn_weight(), self.bias, self.stride, self.padding)
+        weight = self.sn_weight()
+        if weight.dim() == 4:
+            return F.conv2d(x, weight, self.bias, self.stride, self.padding)
+        copies = weight.shape[0]
+        _check_copies(x, copies)
+        # one group per copy: sample i's channels meet only copy i's filters
+        bias = None if self.bias is None else self.bias.reshape(-1)
+        out = F.conv2d(x.reshape(1, -1, *x.shape[2:]), weight.reshape(-1, *weight.shape[2:]), bias,
+                       self.stride, self.padding, groups=copies)
+        return out.reshape(copies, -1, *out.shape[2:])
 
 
 class SNLinear(nn.Linear, SpectralNorm):
@@ -97,7 +136,12 @@ class SNLinear(nn.Linear, SpectralNorm):
         self._init_sn(out_features, eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.sn_weight(), self.bias)
+        weight = self.sn_weight()
+        if weight.dim() == 2:
+            return F.linear(x, weight, self.bias)
+        _check_copies(x, weight.shape[0])
+        out = torch.bmm(x.unsqueeze(1), weight.transpose(1, 2)).squeeze(1)
+        return out if self.bias is None else out + self.bias
 
 
 class SNEmbedding(nn.Embedding, SpectralNorm):
@@ -176,7 +220,8 @@ class SelfAttention(nn.Module):
         g = F.max_pool2d(self.g(x), 2).reshape(b, ch // 2, h * w // 4)
         beta = torch.softmax(theta.transpose(1, 2) @ phi, dim=-1)
         o = self.o((g @ beta.transpose(1, 2)).reshape(b, ch // 2, h, w))
-        return x + self.gamma * o
+        gamma = self.gamma if self.gamma.dim() == 0 else self.gamma.view(-1, 1, 1, 1)  # stacked copies
+        return x + gamma * o
 
 
 class GBlock(nn.Module):

@@ -186,6 +186,29 @@ class Generator(nn.Module):
         (with its attention). The output layer is not a stage and is never tuned."""
         return [[self.linear]] + [list(block) for block in self.blocks]
 
+    def embed(self, y: torch.Tensor) -> torch.Tensor:
+        """Class embeddings ``(B, shared_dim)`` of class indices ``y`` (``(B,)``). With stacked
+        copies of the embedding table (``(copies, n_classes, shared_dim)``), copy ``i`` embeds
+        ``y[i]``."""
+        table = self.shared.weight
+        if table.dim() == 3:
+            return table[torch.arange(table.shape[0], device=y.device), y]
+        return self.shared(y)
+
+    def stack_copies(self, copies: int, *, embedding: bool = False) -> None:
+        """Turn every stage's parameters (and the class embedding with ``embedding``) into
+        ``copies`` stacked, independent copies, in place (see layers.py): sample ``i`` of a
+        batch of ``copies`` then goes through copy ``i``. The output layer and the buffers
+        stay shared: DGP never tunes them."""
+        modules = [m for stage in self.stages() for layer in stage for m in layer.modules()]
+        if embedding:
+            modules.append(self.shared)
+        for module in modules:
+            for name, p in list(module.named_parameters(recurse=False)):
+                stacked = p.detach().unsqueeze(0).repeat(copies, *[1] * p.dim())
+                setattr(module, name, nn.Parameter(stacked, requires_grad=p.requires_grad))
+        self.copies = copies
+
     def set_instance_norm(self, enabled: bool) -> None:
         """Switch DGP's instance-norm path on or off; statistics are re-taken next forward."""
         for block in self.blocks:

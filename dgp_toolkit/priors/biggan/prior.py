@@ -211,7 +211,7 @@ class BigGANPrior:
     def embed(self, y: ClassLike, *, model: Generator | None = None) -> torch.Tensor:
         """Class embeddings ``(B, shared_dim)`` of class indices or names (to interpolate classes)."""
         G = model if model is not None else self.G
-        return G.shared(self._classes(y))
+        return G.embed(self._classes(y))
 
     def generate(self, z: torch.Tensor, y: ClassLike | None = None, *, embedding: torch.Tensor | None = None,
                  model: Generator | None = None) -> torch.Tensor:
@@ -243,7 +243,7 @@ class BigGANPrior:
                 if self.n_classes != 1:
                     raise DGPUsageError("generate() needs a class: y (indices or names) or embedding")
                 y = 0
-            embedding = G.shared(self._classes(y, batch))
+            embedding = G.embed(self._classes(y, batch))
         return G(z, embedding)
 
     # ------------------------------------------------------------------ discriminator
@@ -313,6 +313,53 @@ class BigGANPrior:
         G.shared.requires_grad_(False)
         G.set_instance_norm(False)
         return G
+
+    def generator_copies(self, copies: int, *, tune_embedding: bool = False) -> Generator:
+        """``copies`` trainable, independent copies of the generator stacked in one module
+        (the batched engine's): sample ``i`` of a batch of ``copies`` goes through copy ``i``.
+
+        As :meth:`fresh_generator` otherwise: on the prior's device, eval mode, every stage
+        trainable, the output layer frozen; the class embedding is stacked and trainable
+        with ``tune_embedding`` (DGP's ``update_embed``), else shared and frozen. Use
+        :meth:`copy_state` for one copy's weights in the prior's own layout.
+        """
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+            raise DGPUsageError(f"the number of generator copies must be a whole number >= 1, got {copies!r}")
+        G = self.fresh_generator()
+        G.shared.requires_grad_(bool(tune_embedding))
+        G.stack_copies(copies, embedding=bool(tune_embedding))
+        return G
+
+    def copy_state(self, model: Generator, index: int) -> dict[str, torch.Tensor]:
+        """Copy ``index`` of a :meth:`generator_copies` module as a state dict in the layout
+        of :meth:`generator_state` (views of the stacked tensors, not copies)."""
+        plain = self.G.state_dict()
+        return {k: (v[index] if v.dim() == plain[k].dim() + 1 else v) for k, v in model.state_dict().items()}
+
+    def D_for_optimization(self, *, channels_last: bool = False) -> Discriminator:
+        """The frozen discriminator to differentiate through during a run: the prior's own, or
+        a channels-last copy (bf16 on a CPU); the prior is never changed."""
+        if not channels_last:
+            return self.D
+        caches = _take_caches(self.D)
+        try:
+            return copy.deepcopy(self.D).to(memory_format=torch.channels_last)
+        finally:
+            _restore_caches(caches)
+
+    def instance_norm_stats(self, model: Generator) -> dict[str, torch.Tensor] | None:
+        """DGP's instance-norm statistics of a generator (CPU copies; per copy along the first
+        dimension for :meth:`generator_copies`), or ``None`` when that path is off."""
+        from dgp_toolkit.state import instance_norm_stats
+
+        return instance_norm_stats(model)
+
+    def set_instance_norm_stats(self, stats: Mapping[str, torch.Tensor] | None, model: Generator) -> None:
+        """Switch the instance-norm path on with ``stats`` (from :meth:`instance_norm_stats`),
+        or off with ``None``."""
+        from dgp_toolkit.state import set_instance_norm_stats
+
+        set_instance_norm_stats(model, stats)
 
     def generator_state(self, model: Generator | None = None) -> dict[str, torch.Tensor]:
         """A detached copy of a generator's weights and buffers (default: the prior's)."""
