@@ -371,13 +371,13 @@ class BatchRun:
                 p.requires_grad_(group["base_lr"] > 0)
         opt_z.param_groups[0]["base_lr"] = stage.z_lr
 
-    def _losses_of(self, x: torch.Tensor, z: torch.Tensor, stage: Any, D: Any) -> torch.Tensor:
+    def _losses_of(self, x: torch.Tensor, z: torch.Tensor, stage: Any, features: Any) -> torch.Tensor:
         """The weighted loss terms, ``(B, 1 + terms)``: the total per image, then each term."""
         from dgp_toolkit.plugins.losses import LossState
 
         def feature_fn(image: torch.Tensor) -> list[torch.Tensor]:
             with autocast(self.device, self.precision):  # a no-op in float32
-                feats = D(image)[1]
+                feats = features(image)
             return [f.float() for f in feats]  # .float() of a float32 tensor is the tensor itself
 
         state = LossState(generated=self.degradation(x), target=self.targets, z=z, target_features=self.target_feats,
@@ -405,7 +405,7 @@ class BatchRun:
         prior, schedule, batch = self.prior, self.schedule, len(self.jobs)
         tune_embed = bool(self.preset.update_embed)
         G = prior.generator_copies(batch, tune_embedding=tune_embed)
-        D = prior.D_for_optimization(channels_last=self.channels_last) if self.optimizes_with_d else None
+        features = prior.feature_extractor(channels_last=self.channels_last) if self.optimizes_with_d else None
         if self.channels_last:
             _set_layout(G, torch.channels_last)
         groups = prior.stages(G, include_embedding=tune_embed)
@@ -434,7 +434,7 @@ class BatchRun:
                 with autocast(self.device, self.precision):
                     x = prior.generate(z, embedding=prior.embed(classes, model=G) if tune_embed else embedding,
                                        model=G)
-                rows = self._losses_of(x.float(), z, stage, D)
+                rows = self._losses_of(x.float(), z, stage, features)
                 opt_g.zero_grad(set_to_none=True)
                 opt_z.zero_grad(set_to_none=True)
                 torch.where(running, rows[:, 0], 0.0).sum().backward()  # stopped images add nothing

@@ -87,23 +87,48 @@ def random_generator(config: BigGANConfig, *, seed: int = 0) -> Generator:
     return G.eval()
 
 
-class DIPPrior(BigGANPrior):
-    """A :class:`BigGANPrior` whose generator is random (:func:`random_generator`).
+#: What a DIP prior answers with the BigGAN-shaped network it holds: the Prior protocol
+#: (dgp_toolkit/priors/protocol.py) plus the attributes the editing commands and state files read.
+FORWARDED = frozenset({
+    "device", "resolution", "dim_z", "n_classes", "class_names", "config", "biggan_config", "n_stages",
+    "n_d_features", "G", "D", "class_index", "sample", "sample_classes", "embed", "generate", "features",
+    "feature_extractor", "discriminate", "generator_copies", "stages", "stage_names", "copy_state",
+    "fresh_generator", "generator_state", "load_generator_state", "set_instance_norm", "instance_norm_stats",
+    "set_instance_norm_stats",
+})
 
-    Everything the engine needs works as for BigGAN (stages, fresh generator copies,
-    instance norms); ``preset_family`` is ``"dip"``, for which no presets are built in.
+
+class DIPPrior:
+    """The deep image prior: a random generator (:func:`random_generator`) with the
+    architecture of a BigGAN prior, and that prior's discriminator.
+
+    DIP is not a BigGAN prior (nothing it computes was learned), so it does not subclass
+    one: it holds a :class:`BigGANPrior` built on the random network (``net``) and answers
+    the Prior protocol with it (:data:`FORWARDED`). ``preset_family`` is ``"dip"``, for
+    which no presets are built in.
     """
 
     preset_family = "dip"
 
-    def __init__(self, G: Generator, D: Any, *, base: str, seed: int, **kwargs: Any) -> None:
-        super().__init__(G, D, **kwargs)
+    def __init__(self, net: BigGANPrior, *, base: str, seed: int) -> None:
+        self.net = net
+        self.name = "dip"
         self.base = base
         self.seed = int(seed)
+        self.source = net.source
+
+    def __getattr__(self, name: str) -> Any:
+        if name in FORWARDED:
+            return getattr(self.__dict__["net"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def to(self, device: str | torch.device) -> "DIPPrior":
+        self.net.to(device)
+        return self
 
     def describe(self) -> dict[str, Any]:
-        out = super().describe()
-        out.update(family="dip", base=self.base, seed=self.seed,
+        out = self.net.describe()
+        out.update(name=self.name, family="dip", base=self.base, seed=self.seed,
                    generator=f"random (orthogonal, seed {self.seed}), neutral batch norms",
                    discriminator=f"{self.base}'s, unused by pixel-only losses")
         return out
@@ -127,8 +152,8 @@ def load_dip(device: str = "cpu", weights: str | None = None, base: str = "bigga
         raise DGPUsageError(f"dip: the base prior {base!r} is not a BigGAN prior")
     G = random_generator(base_prior.biggan_config, seed=int(seed))
     source = f"random generator (seed {int(seed)}) with the architecture of {base!r} ({base_prior.source})"
-    return DIPPrior(G, base_prior.D, base=base, seed=int(seed), name="dip", class_names=base_prior.class_names,
-                    source=source, device=device)
+    net = BigGANPrior(G, base_prior.D, name="dip", class_names=base_prior.class_names, source=source, device=device)
+    return DIPPrior(net, base=base, seed=int(seed))
 
 
 def _schedule_table(iterations: int, g_lr: float) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import difflib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Callable, Any
 
 import torch
 from torch import nn
@@ -336,16 +336,18 @@ class BigGANPrior:
         plain = self.G.state_dict()
         return {k: (v[index] if v.dim() == plain[k].dim() + 1 else v) for k, v in model.state_dict().items()}
 
-    def D_for_optimization(self, *, channels_last: bool = False) -> Discriminator:
-        """The frozen discriminator to differentiate through during a run: the prior's own, or
-        a channels-last copy (bf16 on a CPU); the prior is never changed."""
-        if not channels_last:
-            return self.D
-        caches = _take_caches(self.D)
-        try:
-            return copy.deepcopy(self.D).to(memory_format=torch.channels_last)
-        finally:
-            _restore_caches(caches)
+    def feature_extractor(self, *, channels_last: bool = False) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+        """:meth:`features` without the checks, to differentiate through during a run: on
+        the prior's own D, or on a channels-last copy (bf16 on a CPU); the prior is never
+        changed."""
+        D = self.D
+        if channels_last:
+            caches = _take_caches(self.D)
+            try:
+                D = copy.deepcopy(self.D).to(memory_format=torch.channels_last)
+            finally:
+                _restore_caches(caches)
+        return lambda images: D(images)[1]
 
     def instance_norm_stats(self, model: Generator) -> dict[str, torch.Tensor] | None:
         """DGP's instance-norm statistics of a generator (CPU copies; per copy along the first
