@@ -19,6 +19,8 @@
 ``step``    one fine-tuning step per image (G forward, D features, backward, Adam) with B
             stacked generator copies, random weights in the official layout (32 px: the
             embedded prior's architecture; 128 px: ch96 with attention), on ``--device``.
+``equivalence``  the same ``--images`` dev images restored with ``--batch 1`` and ``--batch B``
+            (``--batches``' last): the classes chosen, PSNR per image and the spread.
 ``table``   writes ``batched.md`` from the JSON files in ``--out``.
 """
 
@@ -180,13 +182,53 @@ def step(args: argparse.Namespace) -> dict:
             "command": " ".join(sys.argv), "rows": rows}
 
 
+# ----------------------------------------------------------------------------- equivalence
+def equivalence(args: argparse.Namespace) -> dict:
+    import torch
+
+    from quality import dev_subset
+
+    from dgp_toolkit.engine import RunOptions
+    from dgp_toolkit.restoration import load_input, prepare_restore, restore_stream
+
+    x, _, _ = dev_subset(args.images)
+    setup = prepare_restore(TASKS[args.task], "biggan", device="cpu")
+    options = RunOptions(seed=0, iterations_scale=args.iterations_scale, snapshots=False)
+    outs = {}
+    for batch in (1, args.batches[-1]):
+        t0 = time.perf_counter()
+        stream = restore_stream(setup, [(i, load_input(x[i])) for i in range(args.images)], options=options,
+                                simulate=True, batch=batch)
+        outs[batch] = {i: out for i, out in stream}
+        print(f"batch {batch}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    single, batched = outs[1], outs[args.batches[-1]]
+    rows = [{"image": i, "class_single": single[i].class_index, "class_batched": batched[i].class_index,
+             "psnr_single": single[i].metrics["result"]["psnr"], "psnr_batched": batched[i].metrics["result"]["psnr"],
+             "max_pixel_diff": float((single[i].tensor - batched[i].tensor).abs().max())} for i in range(args.images)]
+    diffs = torch.tensor([r["psnr_batched"] - r["psnr_single"] for r in rows])
+    return {"part": "equivalence", "task": args.task, "images": args.images, "batch": args.batches[-1],
+            "iterations_scale": args.iterations_scale, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+            "command": " ".join(sys.argv), "rows": rows,
+            "same_class": sum(r["class_single"] == r["class_batched"] for r in rows),
+            "mean_psnr_single": sum(r["psnr_single"] for r in rows) / len(rows),
+            "mean_psnr_batched": sum(r["psnr_batched"] for r in rows) / len(rows),
+            "psnr_diff_mean": float(diffs.mean()), "psnr_diff_abs_max": float(diffs.abs().max()),
+            "psnr_diff_std": float(diffs.std()) if len(rows) > 1 else 0.0}
+
+
 # ----------------------------------------------------------------------------- table
 def table(out: Path) -> str:
     lines = ["# Batched engine: throughput by batch size", ""]
     for path in sorted(out.glob("*.json")):
         data = json.loads(path.read_text())
         lines += [f"`{data['command']}`  ", f"{data['machine']}, {data['date']}", ""]
-        if data["part"] == "folder":
+        if data["part"] == "equivalence":
+            lines += [f"{data['task']}, {data['images']} dev images, batch 1 against batch {data['batch']}: "
+                      f"the same class for {data['same_class']} of {data['images']}; mean PSNR "
+                      f"{data['mean_psnr_single']:.2f} against {data['mean_psnr_batched']:.2f} dB; per image, batched "
+                      f"minus single {data['psnr_diff_mean']:+.3f} +- {data['psnr_diff_std']:.3f} dB "
+                      f"(largest {data['psnr_diff_abs_max']:.3f})."]
+        elif data["part"] == "folder":
             lines += [f"{data['task']}, {data['images']} dev images, iterations x{data['iterations_scale']}:", "",
                       "| setting | images / hour | vs baseline | mean PSNR (dB) | peak RSS (MB) |",
                       "|---|---:|---:|---:|---:|"]
@@ -206,7 +248,7 @@ def table(out: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["folder", "step", "table", "_folder", "_step"])
+    parser.add_argument("part", choices=["folder", "step", "equivalence", "table", "_folder", "_step"])
     parser.add_argument("--task", default="deblurring", choices=sorted(TASKS))
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--images-list", default="")
@@ -235,8 +277,9 @@ def main() -> None:
     if args.part == "table":
         print(table(args.out))
         return
-    result = folder(args) if args.part == "folder" else step(args)
-    name = f"folder-{args.task}.json" if args.part == "folder" else f"step-{args.device}-{args.precision}.json"
+    result = {"folder": folder, "step": step, "equivalence": equivalence}[args.part](args)
+    name = {"folder": f"folder-{args.task}.json", "step": f"step-{args.device}-{args.precision}.json",
+            "equivalence": f"equivalence-{args.task}.json"}[args.part]
     (args.out / name).write_text(json.dumps(result, indent=1) + "\n")
     print(table(args.out))
 
