@@ -24,7 +24,8 @@ def bench():
 
 def row(sigma, method, index, psnr, fitted=None, low=False):
     return {"sigma": sigma, "method": method, "dev_index": index, "position": index, "psnr": psnr, "ssim": 0.5,
-            "observation": {"psnr": 20.0, "ssim": 0.4}, "fitted_sigma": fitted, "at_lower_bound": low if fitted else None}
+            "observation": {"psnr": 20.0, "ssim": 0.4}, "fitted_sigma": fitted, "at_lower_bound": low if fitted else None,
+            "diverged": psnr < 15}
 
 
 def test_every_blur_shares_one_kernel_and_only_sigma_differs(bench):
@@ -56,6 +57,7 @@ def test_summary_pairs_with_the_true_sigma_fit_and_reports_the_fitted_sigma(benc
     rows = [row(2.0, "true", i, 22.0 + i) for i in range(3)]
     rows += [row(2.0, "blind", i, 21.8 + i, fitted=f, low=f == 0.3) for i, f in enumerate([1.8, 2.3, 0.3])]
     rows += [row(2.0, "half", i, 20.0 + i) for i in range(3)]
+    rows[-1]["diverged"] = True
     summary = bench.summarize(rows, [1.0, 2.0], ["blind", "true", "half"])
     assert list(summary) == ["2"]
     blind = summary["2"]["methods"]["blind"]
@@ -71,7 +73,8 @@ def test_summary_pairs_with_the_true_sigma_fit_and_reports_the_fitted_sigma(benc
                                             "kernel": 25}}
     table = bench.markdown(summary, meta)
     assert "**Partial: 9 of 18 restorations so far**" in table
-    assert "| 2 | blind | sigma=auto | 22.80 ± " in table and "| 1 / 3 | 3 |" in table
+    assert "| 2 | blind | sigma=auto | 22.80 ± " in table and "| 1 / 3 | 0 | 3 |" in table
+    assert summary["2"]["methods"]["half"]["diverged"] == 1
     assert "| 2 | half | sigma=1 | 21.00 ± " in table and "| -2.00 ± 0.00 |" in table
     assert "sigma 2: blind within 0.5 dB of non-blind (-0.20 dB, N 3)" in table
 
@@ -119,5 +122,6 @@ def test_one_blind_and_one_non_blind_restoration_give_rows(bench, tiny_biggan, t
     true = bench.evaluate(ctx, clean, sigma=2.0, method="true", position=0, dev_index=5, label=1, seed=3)
     assert blind["observation"] == true["observation"]  # the same simulated observation
     assert 0.3 <= blind["fitted_sigma"] <= 4.0 and true["fitted_sigma"] is None
+    assert isinstance(blind["diverged"], bool) and blind["final_loss"] > 0
     assert blind["fitted_stages"] and len(blind["fitted_stages"]) == len(ctx.preset.schedule.stages)
     json.dumps(blind)
