@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "get_registry": "dgp_toolkit.registry",
     "Degradation": "dgp_toolkit.plugins.degradations.base",
     "Option": "dgp_toolkit.plugins.degradations.base",
+    "Learnable": "dgp_toolkit.learnable",
     "load_prior": "dgp_toolkit.priors",
     "restore": "dgp_toolkit.restoration",
     "restore_many": "dgp_toolkit.restoration",
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
+    from dgp_toolkit.learnable import Learnable
     from dgp_toolkit.plugins.degradations.base import Degradation, Option
     from dgp_toolkit.manipulate import jitter, morph, sample, transfer
     from dgp_toolkit.priors import load_prior

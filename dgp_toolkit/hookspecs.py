@@ -63,6 +63,15 @@ def register_degradations(register: Register) -> None:
     (``blur:sigma=2``) or as Python values; the factory converts them (the
     ``Degradation`` base class does so from its declared option schema).
 
+    A degradation may let the restoration fit some of its options (``blur:sigma=auto``):
+    such an option is declared with ``Option(..., learnable=Learnable(...))`` (starting
+    value, valid range, learning rate; a preset may override them in a
+    ``[learnable.NAME.OPTION]`` table), ``learnable_parameters()`` returns the ``auto``
+    ones, ``forward(x, **values)`` takes one fitted value per image as ``(B,)`` tensors,
+    and ``degrade`` refuses ``auto``. The contract is in the docstring of
+    ``dgp_toolkit.plugins.degradations.base`` and tested by
+    ``dgp_toolkit.testing.DegradationContract`` (``learnable_options``).
+
     Example::
 
         @hookimpl

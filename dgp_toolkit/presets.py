@@ -19,6 +19,11 @@ A preset file::
     discriminator = [1, 1, 1, 1, 1]
     mse = [1, 1, 1, 1, 1]
     nll = [0.02, 0.02, 0.02, 0.02, 0.02]
+    [learnable.blur.sigma]    # optional: a fitted parameter's (blur:sigma=auto) defaults
+    init = 1.5                # starting value
+    low = 0.3                 # valid range
+    high = 4.0
+    lr = [0.05, 0.05, 0, 0, 0]  # one rate, or one per stage (0: not fitted in that stage)
 """
 
 from __future__ import annotations
@@ -55,16 +60,30 @@ class Preset:
     #: ``seed``, ``seed + 1``, ...): their mean estimates the posterior mean, which scores
     #: higher PSNR than any one sample where the prior is unsure (``runs`` x the time).
     runs: int = 1
+    #: Overrides of fitted parameters' defaults (``blur:sigma=auto``): ``{"blur.sigma":
+    #: {"init", "low", "high", "lr"}}`` (some of them), from ``[learnable.NAME.OPTION]``
+    #: tables; applied by :func:`dgp_toolkit.learnable.learnable_specs`.
+    learnable: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "task": self.task, "family": self.family,
                 "description": self.description, "source": self.source,
                 "select": {"select_num": self.select_num, "sample_std": self.sample_std},
                 "options": {"update_embed": self.update_embed, **({"runs": self.runs} if self.runs != 1 else {})},
-                "schedule": self.schedule.to_dict()}
+                "schedule": self.schedule.to_dict(),
+                **({"learnable": _learnable_tables(self.learnable)} if self.learnable else {})}
 
     def replace(self, **changes: Any) -> "Preset":
         return dataclasses.replace(self, **changes)
+
+
+def _learnable_tables(learnable: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{"blur.sigma": {...}}`` as the nested tables of a preset file (``[learnable.blur.sigma]``)."""
+    tables: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, table in learnable.items():
+        name, option = key.split(".", 1)
+        tables.setdefault(name, {})[option] = dict(table)
+    return tables
 
 
 def family_of(prior: Any) -> str:
@@ -110,7 +129,7 @@ def _parse(data: dict[str, Any], name: str, family: str, source: str) -> Preset:
     from dgp_toolkit.plugins.schedules import Schedule
 
     data = dict(data)
-    known = {"task", "description", "select", "options", "schedule"}
+    known = {"task", "description", "select", "options", "schedule", "learnable"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise DGPUsageError(f"preset {source}: unknown sections {unknown}; expected {sorted(known)}")
@@ -145,9 +164,15 @@ def _parse(data: dict[str, Any], name: str, family: str, source: str) -> Preset:
             get_registry().entry("loss", loss)  # an unknown loss fails here, not per input at run time
     except DGPUsageError as exc:
         raise DGPUsageError(f"preset {source}: {exc}") from None
+    learnable = {}
+    if "learnable" in data:
+        from dgp_toolkit.learnable import parse_overrides
+
+        learnable = parse_overrides(data["learnable"], source, len(schedule.stages))
     return Preset(name=name, task=str(data.get("task", name)), family=family,
                   description=str(data.get("description", "")), select_num=select_num,
-                  sample_std=sample_std, update_embed=update_embed, schedule=schedule, source=source, runs=runs)
+                  sample_std=sample_std, update_embed=update_embed, schedule=schedule, source=source, runs=runs,
+                  learnable=learnable)
 
 
 def preset_from_dict(data: dict[str, Any], name: str, *, family: str = "biggan-32", source: str | None = None) -> Preset:

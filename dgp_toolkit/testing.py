@@ -19,10 +19,21 @@ operator is smooth); option validation raises :class:`~dgp_toolkit.errors.DGPUsa
 is deterministic and independent across the batch; ``degrade`` works with and without a
 ``torch.Generator`` (and is reproducible with one); the same results on CUDA (skipped
 without a GPU); typed errors for bad inputs.
+
+Learnable parameters (``blur:sigma=auto``; see :mod:`dgp_toolkit.learnable`): set
+``learnable_options`` to option sets with at least one ``auto``; the tests then check that
+``learnable_parameters()`` declares exactly the ``auto`` options with a valid range; the
+spec round-trips; gradients flow to the fitted values (and pass ``gradcheck`` when the
+operator is smooth); extreme raw values give values in range and finite outputs; image
+``i``'s output depends on value ``i`` only; a fitted value gives what the fixed option of
+that value gives; ``degrade`` refuses ``auto``. For every degradation: ``auto`` on an
+option that cannot be fitted is a one-line usage error, and without ``auto`` nothing is
+fitted and ``forward`` refuses a value.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import pytest
@@ -69,6 +80,9 @@ class DegradationContract:
             different seeds must give different results).
         bf16: also run ``forward`` in bfloat16.
         atol_cuda: tolerance of the CUDA-versus-CPU comparison.
+        learnable_options: option sets with at least one option ``auto`` (fitted); empty
+            for a degradation that fits nothing.
+        atol_learnable: tolerance of "a fitted value gives what the fixed option gives".
     """
 
     factory: ClassVar[Callable[..., Any]]
@@ -80,6 +94,8 @@ class DegradationContract:
     random_degrade: ClassVar[bool] = False
     bf16: ClassVar[bool] = True
     atol_cuda: ClassVar[float] = 1e-4
+    learnable_options: ClassVar[list[dict[str, Any]]] = []
+    atol_learnable: ClassVar[float] = 1e-5
 
     # -- helpers --------------------------------------------------------------------
 
@@ -97,6 +113,18 @@ class DegradationContract:
         side = size or self.size
         x = torch.rand(batch, 3, side, side, generator=g, dtype=torch.float64) * 2 - 1
         return x.to(device=device, dtype=dtype)
+
+    def learnable_instances(self) -> list[Any]:
+        return [self.make(**options) for options in self.learnable_options]
+
+    def fixed_twin(self, d: Any, name: str, value: float) -> Any:
+        """The degradation ``d`` with option ``name`` fixed at ``value`` (its other options kept)."""
+        return self.make(**{**d.options, name: value})
+
+    def spread_values(self, spec: Any, batch: int) -> torch.Tensor:
+        """``batch`` distinct float64 values inside ``spec``'s range, the starting value first."""
+        inside = torch.linspace(spec.low, spec.high, batch + 2, dtype=torch.float64)[1:-1]
+        return torch.cat([torch.tensor([spec.init], dtype=torch.float64), inside])[:batch]
 
     def observed(self, d: Any, clean: torch.Tensor) -> torch.Tensor:
         """What a user would give: a simulated observation at the observation size."""
@@ -274,3 +302,121 @@ class DegradationContract:
             assert z.device.type == "cuda" and torch.isfinite(z).all()
             observed = gpu.observe(self.observed(gpu, x.cuda()), size=x.shape[-1])
             assert gpu.finish(y, observed).device.type == "cuda"
+
+    # -- learnable parameters ---------------------------------------------------------
+
+    def _requires_learnable(self) -> None:
+        if not self.learnable_options:
+            pytest.skip("no learnable_options: this degradation fits nothing")
+
+    def test_fixed_options_fit_nothing_and_take_no_values(self):
+        for d in self.instances():
+            declared = getattr(d, "learnable_parameters", None)
+            if declared is None:
+                pytest.skip("no learnable_parameters(): this degradation fits nothing")
+            assert declared() == {}, d.spec
+            x = self.images()
+            with pytest.raises(TypeError):
+                d(x, no_such_value=torch.zeros(x.shape[0]))
+
+    def test_auto_on_an_option_that_cannot_be_fitted_is_one_usage_error(self):
+        options = getattr(type(self).factory, "OPTIONS", None)
+        if not isinstance(options, dict):
+            pytest.skip("no OPTIONS schema")
+        for name, option in options.items():
+            if option.learnable is not None or option.type in (str, Path) or option.choices:
+                continue  # fitted, or "auto" may be a value of the option (a name, a file)
+            with pytest.raises(DGPUsageError) as info:
+                self.make(**{name: "auto"})
+            message = str(info.value)
+            assert "\n" not in message and "auto" in message and name in message, message
+
+    def test_learnable_parameters_declare_the_auto_options(self):
+        self._requires_learnable()
+        from dgp_toolkit.learnable import Learnable
+
+        for options, d in zip(self.learnable_options, self.learnable_instances()):
+            declared = d.learnable_parameters()
+            auto = {k for k, v in d.options.items() if v == "auto"}
+            assert auto and set(declared) == auto, (options, declared)
+            for name, spec in declared.items():
+                assert isinstance(spec, Learnable) and spec.name == name and spec.owner == d.name
+                assert spec.low < spec.init < spec.high and spec.lr_at(0) >= 0
+                d.check_learnable(spec)  # the plugin's own range is one it can fit
+
+    def test_learnable_spec_round_trip(self):
+        self._requires_learnable()
+        for d in self.learnable_instances():
+            assert "=auto" in d.spec, d.spec
+            again = parse_spec_object(d.spec, type(self).factory)
+            assert again == d and again.spec == d.spec and hash(again) == hash(d)
+
+    def test_degrade_refuses_auto(self):
+        self._requires_learnable()
+        for d in self.learnable_instances():
+            with pytest.raises(DGPUsageError) as info:
+                d.degrade(self.images())
+            message = str(info.value)
+            assert "\n" not in message and "auto" in message, message
+
+    def test_gradients_flow_to_the_fitted_values(self):
+        self._requires_learnable()
+        for d in self.learnable_instances():
+            x = self.images(batch=3, dtype=torch.float64)
+            weights = self.images(batch=3, dtype=torch.float64, seed=9)
+            for name, spec in d.learnable_parameters().items():
+                raw = spec.to_raw(self.spread_values(spec, 3)).requires_grad_(True)
+                (d(x, **{name: spec.from_raw(raw)}) * weights).sum().backward()
+                assert raw.grad is not None and torch.isfinite(raw.grad).all(), d.spec
+                assert (raw.grad != 0).all(), f"{d.spec}: an image's {name} gets no gradient"
+                if self.smooth:
+                    small = self.images(batch=2, size=self.gradcheck_size, dtype=torch.float64) * 0.9
+                    value = self.spread_values(spec, 2).requires_grad_(True)
+                    assert torch.autograd.gradcheck(lambda v: d(small, **{name: v}), (value,), eps=1e-6,
+                                                    atol=1e-4, fast_mode=True), d.spec
+
+    def test_fitted_values_stay_in_range(self):
+        self._requires_learnable()
+        extremes = torch.tensor([-1e30, -1e4, -30.0, 0.0, 30.0, 1e4, 1e30, float("inf"), float("-inf"), float("nan")])
+        for d in self.learnable_instances():
+            for name, spec in d.learnable_parameters().items():
+                values = spec.from_raw(extremes)
+                assert torch.isfinite(values).all(), (d.spec, values)
+                assert (values >= spec.low).all() and (values <= spec.high).all(), (d.spec, values)
+                x = self.images(batch=values.shape[0])
+                y = d(x, **{name: values})
+                assert torch.isfinite(y).all(), d.spec
+                assert y.min() >= -1.05 and y.max() <= 1.05, f"{d.spec}: forward leaves [-1, 1] at a bound"
+
+    def test_fitted_values_are_independent_per_image(self):
+        self._requires_learnable()
+        for d in self.learnable_instances():
+            x = self.images(batch=3, dtype=torch.float64)
+            for name, spec in d.learnable_parameters().items():
+                values = self.spread_values(spec, 3).requires_grad_(True)
+                together = d(x, **{name: values})
+                for i in range(3):
+                    alone = d(x[i:i + 1], **{name: values[i:i + 1]})
+                    assert torch.allclose(together[i:i + 1], alone, atol=1e-10), d.spec
+                    (grad,) = torch.autograd.grad(together[i].sum(), values, retain_graph=True)
+                    others = torch.cat([grad[:i], grad[i + 1:]])
+                    assert (others == 0).all(), f"{d.spec}: image {i}'s output depends on another image's {name}"
+
+    def test_a_fitted_value_gives_the_fixed_option(self):
+        self._requires_learnable()
+        for d in self.learnable_instances():
+            x = self.images(batch=3)
+            for name, spec in d.learnable_parameters().items():
+                values = self.spread_values(spec, 3).float()
+                fitted = d(x, **{name: values})
+                for i, value in enumerate(values.tolist()):
+                    fixed = self.fixed_twin(d, name, value)
+                    assert fixed.learnable_parameters() == {}
+                    assert torch.allclose(fitted[i:i + 1], fixed(x[i:i + 1]), atol=self.atol_learnable), (d.spec, value)
+                # without values every image takes the starting value
+                start = self.fixed_twin(d, name, spec.init)
+                assert torch.allclose(d(x), start(x), atol=self.atol_learnable), d.spec
+                # and observe / finish work as for that fixed value
+                observed = self.observed(start, x[:1])
+                target = d.observe(observed, size=x.shape[-1])
+                assert target.shape == x[:1].shape and torch.isfinite(d.finish(fitted[:1], target)).all()

@@ -15,6 +15,7 @@ class TestBlurContract(DegradationContract):
     valid_options = [{}, {"sigma": "1.5"}, {"sigma": 3, "size": "7"}, {"sigma": 0.5}]
     invalid_options = [{"sigma": "0"}, {"sigma": "-1"}, {"sigma": "wide"}, {"sigma": "nan"},
                        {"size": "4"}, {"size": "1"}, {"size": "3.5"}]
+    learnable_options = [{"sigma": "auto"}, {"sigma": " AUTO ", "size": "21"}]
 
 
 @pytest.mark.parametrize("sigma,size", [(2.0, 9), (1.0, 5), (1.3, 7), (0.5, 3), (0.1, 3), (3.0, 13)])
@@ -68,3 +69,72 @@ def test_too_small_image_is_a_clear_error():
 def test_sigma_too_large_names_the_limit():
     with pytest.raises(DGPUsageError, match="at most 100"):
         Blur(sigma=1000)
+
+
+# ----------------------------------------------------------------------------- sigma=auto
+def test_the_fixed_path_is_kornias_blur_bit_for_bit():
+    from kornia.filters import gaussian_blur2d
+
+    x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    for sigma, size in ((2.0, 9), (1.3, 7), (0.5, 3)):
+        expected = gaussian_blur2d(x, (size, size), torch.tensor([[sigma, sigma]]), border_type="reflect")
+        assert torch.equal(Blur(sigma=sigma)(x), expected)
+        assert torch.equal(Blur(sigma=sigma)(x, **{}), expected)
+
+
+def test_auto_kernel_is_fixed_from_the_top_of_the_range():
+    from dgp_toolkit.plugins.degradations.blur import SIGMA_LEARNABLE
+
+    b = Blur(sigma="auto")
+    assert b.options == {"sigma": "auto", "size": default_kernel_size(SIGMA_LEARNABLE.high)} == {"sigma": "auto", "size": 17}
+    assert b.spec == "blur:sigma=auto,size=17" and Blur.from_spec("blur:sigma=auto") == b
+    assert Blur(sigma="auto", size=21).options["size"] == 21
+    with pytest.raises(DGPUsageError, match=r"^blur: a 9x9 kernel cannot fit sigma=auto up to 4 \(that needs size=17 or "
+                                            r"more\); give a larger size or leave size out$"):
+        Blur(sigma="auto", size=9)
+
+
+def test_each_image_gets_its_own_sigma_matching_kornia():
+    x = torch.rand(3, 3, 20, 20, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    sigmas = torch.tensor([0.3, 1.6, 4.0])
+    y = Blur(sigma="auto")(x, sigma=sigmas)
+    for i, s in enumerate(sigmas.tolist()):
+        assert torch.allclose(y[i:i + 1], Blur(sigma=s, size=17)(x[i:i + 1]), atol=1e-6)
+    # one number for every image, and the starting value (2) without one
+    assert torch.allclose(Blur(sigma="auto")(x, sigma=1.6), Blur(sigma=1.6, size=17)(x), atol=1e-6)
+    assert torch.allclose(Blur(sigma="auto")(x), Blur(sigma=2.0, size=17)(x), atol=1e-6)
+
+
+def test_auto_on_size_and_a_value_for_a_fixed_sigma():
+    with pytest.raises(DGPUsageError, match=r"^blur: option 'size' cannot be auto \(only sigma can be fitted with the "
+                                            r"image\); give it a value: an integer, odd and at least 3$"):
+        Blur(size="auto")
+    with pytest.raises(TypeError, match="blur: got fitted values for sigma, but no option is auto here"):
+        Blur(sigma=2)(torch.zeros(1, 3, 20, 20), sigma=torch.ones(1))
+
+
+def test_auto_on_a_small_image_names_auto_in_the_error():
+    with pytest.raises(DGPUsageError, match=r"a 17x17 kernel \(sigma auto\) needs images larger than 8 px per side"):
+        Blur(sigma="auto")(torch.zeros(1, 3, 8, 8))
+
+
+def test_the_listing_shows_auto(dgp):
+    import json
+
+    rows = {row["name"]: row for row in json.loads(dgp("degradations", "--json").stdout)}
+    sigma = {o["name"]: o for o in rows["blur"]["options"]}["sigma"]
+    assert sigma["allowed"] == ("a number, greater than 0 and at most 100; or auto (fitted with the image, "
+                                "from 0.3 to 4, starting at 2)")
+    assert sigma["default"] == 2.0
+
+
+def test_restore_with_auto_on_size_exits_2_before_any_work(dgp, tmp_path):
+    from PIL import Image
+
+    source = tmp_path / "in.png"
+    Image.new("RGB", (32, 32)).save(source)
+    result = dgp("restore", str(source), "--degrade", "blur:sigma=2,size=auto", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: blur: option 'size' cannot be auto (only sigma can be fitted with the image); give it a value: "
+        "an integer, odd and at least 3"]

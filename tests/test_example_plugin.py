@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dgp_toolkit.testing import DegradationContract
+
 EXAMPLE_PLUGIN_DIR = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "pixelate"
 
 PIXELATE = {"pixelate": "dgp_pixelate"}
@@ -58,7 +60,7 @@ def test_plugins_json_shows_the_example(dgp, pixelate):
         "entry_point": "pixelate",
         "distribution": "dgp-toolkit-pixelate",
         "version": "0.1.0",
-        "registers": {"degradations": ["pixelate"], "priors": [], "losses": [], "schedules": [],
+        "registers": {"degradations": ["pixelate", "haze"], "priors": [], "losses": [], "schedules": [],
                       "commands": ["pixelate-preview"]},
         "error": None,
     }
@@ -95,6 +97,81 @@ def test_python_api_builds_the_example(pixelate):
     assert torch.isfinite(x.grad).all() and (x.grad != 0).all()
     with pytest.raises(dgp_toolkit.DGPUsageError, match="size"):
         dgp_toolkit.get_degradation("pixelate", size="0")
+
+
+# ----------------------------------------------------------------------------- a fitted parameter
+def _haze(**options):
+    """The example's ``haze``, built through the registry as the command line builds it."""
+    import dgp_toolkit
+
+    return dgp_toolkit.get_degradation("haze", **options)
+
+
+@pytest.mark.usefixtures("pixelate")
+class TestHazeContract(DegradationContract):
+    """The contract, learnable parameters included, for a third-party degradation found
+    through its entry point."""
+
+    factory = staticmethod(_haze)
+    valid_options = [{}, {"amount": "0.5"}, {"amount": 0}]
+    invalid_options = [{"amount": "1"}, {"amount": "-0.1"}, {"amount": "thick"}]
+    learnable_options = [{"amount": "auto"}]
+
+
+def test_haze_declares_its_learnable_amount_through_the_entry_point(dgp, pixelate):
+    import dgp_toolkit
+    from dgp_toolkit.learnable import learnable_specs
+
+    rows = {row["name"]: row for row in json.loads(dgp("degradations", "--json").stdout)}
+    (amount,) = rows["haze"]["options"]
+    assert rows["haze"]["plugin"] == "pixelate"
+    assert amount["allowed"].endswith("or auto (fitted with the image, from 0 to 0.9, starting at 0.3)")
+    haze = dgp_toolkit.parse_degradation("haze:amount=auto")
+    (spec,) = learnable_specs(haze)
+    assert (spec.key, spec.init, spec.low, spec.high, spec.lr) == ("haze.amount", 0.3, 0.0, 0.9, 0.02)
+    # a preset overrides the plugin's defaults, strictly validated against the plugin's schema
+    from dgp_toolkit.presets import preset_from_dict
+
+    schedule = {"iterations": [5], "ft_num": [1], "lr_ratio": [1.0], "g_lr": [1e-4], "z_lr": [1e-3],
+                "ftr_num": [5], "use_in": [False], "weights": {"mse": [1.0]}}
+    preset = preset_from_dict({"schedule": schedule, "learnable": {"haze": {"amount": {"init": 0.6}}}}, "mine")
+    assert learnable_specs(haze, preset)[0].init == 0.6
+    with pytest.raises(dgp_toolkit.DGPUsageError, match=r"\[learnable.pixelate.size\]: pixelate's option 'size' "
+                                                        r"cannot be fitted \(options that can be auto: none\)"):
+        preset_from_dict({"schedule": schedule, "learnable": {"pixelate": {"size": {"init": 2}}}}, "mine")
+
+
+def test_haze_amount_is_recovered_by_fitting_it(pixelate):
+    """The engine's side on the plugin: Adam on the raw values finds each image's own veil."""
+    import torch
+
+    import dgp_toolkit
+    from dgp_toolkit.learnable import FittedValues, learnable_specs
+
+    haze = dgp_toolkit.parse_degradation("haze:amount=auto")
+    clean = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    observed = torch.cat([_haze(amount=0.2)(clean[:1]), _haze(amount=0.7)(clean[1:])])
+    fitted = FittedValues(learnable_specs(haze), batch=2)
+    opt = torch.optim.Adam(fitted.param_groups(), betas=(0.0, 0.999))
+    for group in opt.param_groups:
+        group["lr"] = 0.1
+    for _ in range(300):
+        opt.zero_grad()
+        (fitted.apply(haze, clean) - observed).square().sum().backward()
+        opt.step()
+    found = [fitted.report(i)[0]["haze.amount"] for i in range(2)]
+    assert found == pytest.approx([0.2, 0.7], abs=1e-3)
+
+
+def test_auto_on_a_degradation_that_fits_nothing_is_exit_2(dgp, pixelate, tmp_path):
+    source = tmp_path / "in.png"
+    Image.new("RGB", (32, 32)).save(source)
+    result = dgp("restore", str(source), "--degrade", "pixelate:size=auto", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["Error: pixelate: option 'size' cannot be auto (pixelate has no option that can be fitted "
+                     "with the image); give it a value: an integer, between 1 and 256"], result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_pixelate_preview_command(dgp, pixelate, tmp_path):

@@ -210,6 +210,9 @@ def preset_toml(preset: Any) -> str:
     lines += ["", "[options]"] + [f"{k} = {value(v)}" for k, v in data["options"].items()]
     lines += ["", "[schedule]"] + [f"{k} = {value(v)}" for k, v in schedule.items()]
     lines += ["", "[schedule.weights]"] + [f"{k} = {value(v)}" for k, v in weights.items()]
+    for name, options in data.get("learnable", {}).items():
+        for option, table in options.items():
+            lines += ["", f"[learnable.{name}.{option}]"] + [f"{k} = {value(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
 
 

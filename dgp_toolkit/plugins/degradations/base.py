@@ -6,6 +6,28 @@ subclasses :class:`Degradation`, declares its options in ``OPTIONS`` and gets, f
 conversion of command-line strings, validation with one-line errors, ``.options``,
 ``.spec``, equality, ``describe()`` and ``from_spec()``.
 
+Learnable parameters (blind restoration, e.g. ``blur:sigma=auto``): an option declared
+with ``Option(..., learnable=Learnable(...))`` also accepts the value ``auto``, meaning
+"unknown: fit it with the image". The contract for such a degradation:
+
+- :meth:`Degradation.learnable_parameters` returns ``{option: Learnable}`` for the options
+  given ``auto`` (empty otherwise): the starting value, valid range and learning rate, the
+  plugin's defaults that a preset's ``[learnable.NAME.OPTION]`` table may override;
+- ``forward(x, **values)`` takes the fitted values as keyword tensors of shape ``(B,)``,
+  image ``i`` of ``x`` degraded with entry ``i`` (and only it), differentiably; an option
+  whose value is left out takes its starting value; with no ``auto`` option, ``forward(x)``
+  is unchanged and a value passed anyway is a ``TypeError``
+  (:meth:`Degradation.resolve_values` does the checks);
+- ``degrade`` refuses ``auto`` (a simulation needs the true value) with a
+  :class:`DGPUsageError` (:meth:`Degradation.check_simulable`); ``observe`` and ``finish``
+  work as for a fixed value;
+- :meth:`Degradation.check_learnable` may refuse a range it cannot work with (blur's
+  kernel, fixed from the top of the range when the degradation is built, must cover it).
+
+``auto`` for an option that cannot be fitted is a one-line :class:`DGPUsageError` (exit 2).
+:class:`dgp_toolkit.testing.DegradationContract` tests all of this (``learnable_options``);
+:mod:`dgp_toolkit.learnable` is the engine's side.
+
 Example::
 
     >>> import torch
@@ -22,10 +44,31 @@ Example::
     'darken:amount=0.25'
     >>> d(torch.zeros(1, 3, 4, 4)).shape
     torch.Size([1, 3, 4, 4])
+
+The same with its amount fitted (``darken:amount=auto``)::
+
+    >>> from dgp_toolkit.learnable import Learnable
+    >>> class FadedDarken(Darken):
+    ...     name = "faded"
+    ...     OPTIONS = {"amount": Option(float, 0.5, "fraction of brightness kept",
+    ...                                 check=lambda v: 0 <= v <= 1, allowed="between 0 and 1",
+    ...                                 learnable=Learnable("amount", init=0.5, low=0.05, high=1.0, lr=0.02))}
+    ...     def forward(self, x, **values):
+    ...         x = self.check_images(x)
+    ...         if self.options["amount"] != "auto":
+    ...             return super().forward(x, **values)
+    ...         amount = self.resolve_values(x, values)["amount"]
+    ...         return (x + 1) * amount.view(-1, 1, 1, 1) - 1
+    >>> f = FadedDarken(amount="auto")
+    >>> f.spec, list(f.learnable_parameters())
+    ('faded:amount=auto', ['amount'])
+    >>> f(torch.zeros(2, 3, 4, 4), amount=torch.tensor([0.25, 1.0]))[:, 0, 0, 0]
+    tensor([-0.7500,  0.0000])
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from dataclasses import dataclass
@@ -35,6 +78,7 @@ from typing import Any, Callable, ClassVar, Mapping
 import torch
 
 from dgp_toolkit.errors import DGPUsageError
+from dgp_toolkit.learnable import AUTO, Learnable, is_auto
 from dgp_toolkit.specs import format_spec, format_value, parse_spec
 
 __all__ = ["Option", "Degradation", "check_images", "as_size"]
@@ -68,6 +112,9 @@ class Option:
         allowed: words for what ``check`` accepts ("a number > 0"), used in errors.
         default_text: how to show a computed default ("odd integer nearest 4*sigma+1").
         metavar: how a tuple is written, for messages (``"x/y/w/h"``).
+        learnable: when set, the option also accepts ``auto`` (fitted with the image):
+            its starting value, range and learning rate (see :mod:`dgp_toolkit.learnable`;
+            ``auto`` is kept as the value ``"auto"``).
 
     Example::
 
@@ -85,6 +132,7 @@ class Option:
     allowed: str | None = None
     default_text: str | None = None
     metavar: str | None = None
+    learnable: Learnable | None = None
 
     def type_name(self) -> str:
         """Short type name for listings: ``float``, ``int``, ``path``, ``int/int/int/int``."""
@@ -104,6 +152,9 @@ class Option:
             text = _TYPE_WORDS.get(self.type, self.type_name())
         if self.allowed:
             text = f"{text}, {self.allowed}"
+        if self.learnable is not None:
+            s = self.learnable
+            text = f"{text}; or auto (fitted with the image, from {s.low:g} to {s.high:g}, starting at {s.init:g})"
         return text
 
     def convert(self, value: Any, *, owner: str, name: str) -> Any:
@@ -114,6 +165,8 @@ class Option:
         """
         if value is None:
             return None
+        if self.learnable is not None and is_auto(value):
+            return AUTO
         try:
             if self.length:
                 items = value.split("/") if isinstance(value, str) else value
@@ -274,8 +327,21 @@ class Degradation(torch.nn.Module):
         result = {}
         for key, option in cls.OPTIONS.items():
             value = options.get(key)
-            result[key] = option.default if value is None else option.convert(value, owner=owner, name=key)
+            try:
+                result[key] = option.default if value is None else option.convert(value, owner=owner, name=key)
+            except DGPUsageError:
+                if is_auto(value):  # not a value this option takes, and it cannot be fitted
+                    raise cls._auto_error(key) from None
+                raise
         return result
+
+    @classmethod
+    def _auto_error(cls, key: str) -> DGPUsageError:
+        owner = cls.name or cls.__name__
+        fitted = [k for k, o in cls.OPTIONS.items() if o.learnable is not None]
+        which = (f"only {', '.join(fitted)} can be" if fitted else f"{owner} has no option that can be")
+        return DGPUsageError(f"{owner}: option '{key}' cannot be auto ({which} fitted with the image); "
+                             f"give it a value: {cls.OPTIONS[key].allowed_text()}")
 
     def resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Fill computed defaults and check rules between options (hook for subclasses).
@@ -352,6 +418,76 @@ class Degradation(torch.nn.Module):
     def extra_repr(self) -> str:
         return self.spec
 
+    # -- learnable parameters ---------------------------------------------------------
+
+    def learnable_parameters(self) -> dict[str, Learnable]:
+        """``{option: Learnable}`` for the options given ``auto``; empty when none is.
+
+        The default reads the ``learnable`` of each ``auto`` option's :class:`Option`, its
+        ``owner`` set to this degradation's name. Override it for ranges that depend on
+        other options.
+        """
+        owner = self.name or type(self).__name__
+        return {key: dataclasses.replace(option.learnable, name=key, owner=owner)
+                for key, option in self.OPTIONS.items()
+                if option.learnable is not None and self._options.get(key) == AUTO}
+
+    def check_learnable(self, learnable: Learnable) -> None:
+        """Refuse a parameter (the plugin's, or after a preset's override) this object cannot
+        fit over its whole range: a :meth:`usage_error`. The default checks that both
+        bounds are values the option accepts."""
+        option = self.OPTIONS.get(learnable.name)
+        if option is None or option.learnable is None or self._options.get(learnable.name) != AUTO:
+            raise self.usage_error(f"option '{learnable.name}' is not auto here; nothing to fit")
+        for bound in ("low", "high"):
+            value = getattr(learnable, bound)
+            try:
+                option.convert(value, owner=self.name, name=learnable.name)
+            except DGPUsageError as exc:
+                raise self.usage_error(f"the range of {learnable.name} to fit reaches {value:g}: {exc}") from None
+
+    def resolve_values(self, x: torch.Tensor, values: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The value of every ``auto`` option for a batch ``x``: ``{option: (B,) tensor}``
+        on ``x``'s device, from ``values`` (``(B,)`` tensors, or one number for every
+        image) or the starting value where one is left out.
+
+        A name that is not an ``auto`` option is a ``TypeError``, a tensor of another
+        shape a ``ValueError`` (programming errors: the engine passes these).
+        """
+        owner = self.name or type(self).__name__
+        learnable = self.learnable_parameters()
+        unknown = sorted(set(values) - set(learnable))
+        if unknown:
+            have = f"the options fitted here: {', '.join(learnable)}" if learnable else "no option is auto here"
+            raise TypeError(f"{owner}: got fitted values for {', '.join(unknown)}, but {have}")
+        batch = x.shape[0]
+        out = {}
+        for key, spec in learnable.items():
+            value = values.get(key)
+            if value is None:
+                out[key] = torch.full((batch,), spec.init, device=x.device, dtype=x.dtype)
+                continue
+            value = torch.as_tensor(value, device=x.device, dtype=None if isinstance(value, torch.Tensor) else x.dtype)
+            if value.ndim == 0:
+                value = value.expand(batch)
+            if tuple(value.shape) != (batch,):
+                raise ValueError(f"{owner}: the fitted values of {key} must have shape ({batch},), one per image; "
+                                 f"got {tuple(value.shape)}")
+            out[key] = value
+        return out
+
+    def check_simulable(self) -> None:
+        """Raise a :class:`DGPUsageError` when an option is ``auto``: a simulated observation
+        needs the true value, which ``auto`` leaves unknown."""
+        learnable = self.learnable_parameters()
+        if learnable:
+            names = ", ".join(f"{k}=auto" for k in learnable)
+            example = format_spec(self.name, {k: (learnable[k].init if k in learnable else v)
+                                              for k, v in self._options.items()})
+            raise self.usage_error(f"cannot simulate an observation with {names} (the value is unknown); "
+                                   f"give the simulation its own spec with the true value, e.g. "
+                                   f"--simulate-with {example}")
+
     # -- the four methods -----------------------------------------------------------
 
     def check_images(self, x: Any) -> torch.Tensor:
@@ -369,15 +505,18 @@ class Degradation(torch.nn.Module):
                              f"got {tuple(restored.shape)} and {tuple(observed.shape)}")
         return restored, observed.to(device=restored.device, dtype=restored.dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        """The differentiable phi, applied to generated images ``(B, 3, H, W)`` in [-1, 1]."""
+    def forward(self, x: torch.Tensor, **values: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """The differentiable phi, applied to generated images ``(B, 3, H, W)`` in [-1, 1]
+        (with the fitted values of ``auto`` options as ``(B,)`` keyword tensors)."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def degrade(self, clean: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """A simulated observation of a clean image (default: ``forward`` without gradients).
 
-        Subclasses that add randomness draw it from ``generator`` when one is given.
+        Subclasses that add randomness draw it from ``generator`` when one is given; those
+        that override it call :meth:`check_simulable` first.
         """
+        self.check_simulable()
         with torch.no_grad():
             return self(clean)
 

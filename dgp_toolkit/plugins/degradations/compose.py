@@ -12,6 +12,8 @@ Rules (the engine relies on them):
   input had: the last operation applied to the truth is the first to be brought back to
   the prior's representation (``downsample`` enlarges the real low-resolution input,
   then ``mask`` zeroes the hole at full size, then ``gray`` makes it grey).
+- ``forward`` takes no fitted values: :func:`dgp_toolkit.learnable.apply_values` runs the
+  steps as ``forward`` does, handing each step with an ``auto`` option its own values.
 - ``finish`` applies each step's ``finish`` in order only when at most one step changes
   the image in ``forward`` (steps with ``identity_forward``, like ``noise``, do not
   count). A step's ``finish`` keeps pixels of the observation (the luminance for

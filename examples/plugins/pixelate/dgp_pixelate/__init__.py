@@ -1,4 +1,4 @@
-"""dgp-toolkit plugin: the ``pixelate`` degradation and ``dgp-tool pixelate-preview``.
+"""dgp-toolkit plugin: the ``pixelate`` and ``haze`` degradations and ``dgp-tool pixelate-preview``.
 
 This module is what the entry point names, so it is imported whenever dgp-tool starts:
 it imports nothing heavy. The degradation class (which needs torch) is registered by
@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 @hookimpl
 def register_degradations(register):
     register("pixelate", "dgp_pixelate.degradation:Pixelate")
+    register("haze", "dgp_pixelate.haze:Haze")  # its amount can be fitted: haze:amount=auto
 
 
 @click.command("pixelate-preview")
