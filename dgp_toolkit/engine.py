@@ -140,6 +140,11 @@ class EngineResult:
     snapshots: list[torch.Tensor]
     config: dict[str, Any]
     score: float = float("nan")  # the selected candidate's D-feature loss
+    #: degradation parameters fitted with the image (``blur:sigma=auto``): the final values
+    #: ``{"blur.sigma": 1.9}``, the values at the end of each stage, notes (a bound reached)
+    fitted: dict[str, float] = dataclasses.field(default_factory=dict)
+    fitted_stages: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    fitted_notes: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,16 +179,22 @@ def draw_candidates(prior: Any, n: int, std: float, class_index: int | None,
 
 @torch.no_grad()
 def candidate_features(prior: Any, degradation: Any, z: torch.Tensor, y: torch.Tensor, *, chunk: int = 16,
-                       precision: str = "float32") -> list[torch.Tensor]:
-    """The last :data:`SELECT_FEATURES` D features of ``phi(G(z_i, y_i))``, batched.
+                       precision: str = "float32", learnables: Sequence[Any] | None = None) -> list[torch.Tensor]:
+    """The last :data:`SELECT_FEATURES` D features of ``phi(G(z_i, y_i))``, batched; a
+    fitted degradation parameter (``blur:sigma=auto``) at its starting value.
 
     Chunks of 16: on a 2-core CPU, 48 candidates took 3.6 s one at a time, 3.0-3.1 s in
     chunks of 8-16 and up to 3.2 s in one chunk of 48; results do not depend on the chunk.
     """
+    from dgp_toolkit.learnable import apply_values, learnable_specs, starting_values
+
+    specs = learnable_specs(degradation) if learnables is None else learnables
     parts: list[list[torch.Tensor]] = []
     for start in range(0, z.shape[0], chunk):
         with autocast(z.device, precision):
-            feats = prior.features(degradation(prior.generate(z[start:start + chunk], y[start:start + chunk])))
+            x = prior.generate(z[start:start + chunk], y[start:start + chunk])
+            x = apply_values(degradation, x, starting_values(specs, x.shape[0], device=x.device))
+            feats = prior.features(x)
         parts.append([f.float() for f in feats[-SELECT_FEATURES:]])
     return [torch.cat(level) for level in zip(*parts)]
 
@@ -209,7 +220,8 @@ def degradation_key(degradation: Any) -> Any:
 
 class CandidateCache:
     """Latent candidates and their degraded D features, computed once per key and shared by
-    every target with that key: (prior, seed, class, number, std, degradation, precision).
+    every target with that key: (prior, seed, class, number, std, degradation, the starting
+    values of its fitted parameters, precision).
 
     A folder restored with one seed draws and scores its candidates once; the runs of
     ``runs = N`` (seeds ``seed..seed+N-1``) have N keys. The ``max_entries`` most recently
@@ -223,14 +235,18 @@ class CandidateCache:
 
     def get(self, prior: Any, degradation: Any, preset: Any, seed: int, class_index: int | None,
             precision: str) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        from dgp_toolkit.learnable import learnable_specs, starting_key
+
+        learnables = learnable_specs(degradation, preset)
         key = (id(prior), seed, class_index, int(preset.select_num), float(preset.sample_std),
-               degradation_key(degradation), precision)
+               degradation_key(degradation), starting_key(learnables), precision)
         if key in self._entries:
             self._entries.move_to_end(key)
             return self._entries[key]
         generator = torch.Generator().manual_seed(seed)
         z, y = draw_candidates(prior, preset.select_num, preset.sample_std, class_index, generator)
-        feats = [] if z.shape[0] == 1 else candidate_features(prior, degradation, z, y, precision=precision)
+        feats = [] if z.shape[0] == 1 else candidate_features(prior, degradation, z, y, precision=precision,
+                                                               learnables=learnables)
         self._entries[key] = (z, y, feats)
         self.computed += 1
         while len(self._entries) > self.max_entries:
@@ -324,6 +340,9 @@ class BatchRun:
         self.channels_last = bool(self.precision == "bf16" and self.device.type == "cpu"
                                   if channels_last is None else channels_last)
         self.cache = cache if cache is not None else CandidateCache()
+        from dgp_toolkit.learnable import learnable_specs
+
+        self.learnables = learnable_specs(degradation, preset)  # degradation parameters fitted with the image
         self.timings: dict[str, float] = {}
         self._losses = self._build_losses()
         # The targets' D features, once per batch; skipped when nothing reads them (pixel-only
@@ -363,15 +382,17 @@ class BatchRun:
         return torch.stack(zs).clone(), torch.stack(ys), scores
 
     # ------------------------------------------------------------------ optimization
-    def _open_stage(self, stage: Any, optimizers: tuple[Any, Any]) -> None:
-        opt_g, opt_z = optimizers
+    def _open_stage(self, s_idx: int, stage: Any, optimizers: tuple[Any, Any, Any], fitted: Any) -> None:
+        opt_g, opt_z, opt_l = optimizers
+        if opt_l is not None:
+            fitted.set_stage(opt_l, s_idx)
         for i, group in enumerate(opt_g.param_groups):
             group["base_lr"] = stage.group_lr(i)
             for p in group["params"]:
                 p.requires_grad_(group["base_lr"] > 0)
         opt_z.param_groups[0]["base_lr"] = stage.z_lr
 
-    def _losses_of(self, x: torch.Tensor, z: torch.Tensor, stage: Any, features: Any) -> torch.Tensor:
+    def _losses_of(self, x: torch.Tensor, z: torch.Tensor, stage: Any, features: Any, fitted: Any) -> torch.Tensor:
         """The weighted loss terms, ``(B, 1 + terms)``: the total per image, then each term."""
         from dgp_toolkit.plugins.losses import LossState
 
@@ -380,7 +401,7 @@ class BatchRun:
                 feats = features(image)
             return [f.float() for f in feats]  # .float() of a float32 tensor is the tensor itself
 
-        state = LossState(generated=self.degradation(x), target=self.targets, z=z, target_features=self.target_feats,
+        state = LossState(generated=fitted.apply(self.degradation, x), target=self.targets, z=z, target_features=self.target_feats,
                           ftr_num=stage.ftr_num, feature_fn=feature_fn)
         batch = x.shape[0]
         terms = []
@@ -416,46 +437,62 @@ class BatchRun:
         # amplify that into a different result (one denoising dev image: 19.4 against 25.6 dB).
         opt_g = torch.optim.Adam([{"params": g, "lr": 0.0} for g in groups], betas=(0.0, 0.999), eps=1e-8)
         opt_z = torch.optim.Adam([z], lr=0.0, betas=(0.0, 0.999), eps=1e-8)
-        rollback = Rollback({f"{i}.{j}": p for i, g in enumerate(groups) for j, p in enumerate(g)}, z)
+        from dgp_toolkit.learnable import FittedValues
+
+        fitted = FittedValues(self.learnables, batch, device=self.device)
+        opt_l = torch.optim.Adam(fitted.param_groups(0), betas=(0.0, 0.999), eps=1e-8) if len(fitted) else None
+        optimizers = (opt_g, opt_z, opt_l)
+        tuned = {f"{i}.{j}": p for i, g in enumerate(groups) for j, p in enumerate(g)}
+        rollback = Rollback({**tuned, **{f"fitted.{k}": r for k, r in enumerate(fitted.raw)}}, z)
+        fitted_stages: list[list[dict[str, float]]] = [[] for _ in range(batch)]
         hist = torch.zeros(schedule.total_iterations, batch, len(self._losses) + 1, device=self.device)
         finals: dict[int, _Final] = {}
         snapshots: list[list[torch.Tensor]] = [[] for _ in range(batch)]
         running = torch.ones(batch, dtype=torch.bool, device=self.device)
         step, in_on = 0, False
         for s_idx, stage in enumerate(schedule.stages):
-            self._open_stage(stage, (opt_g, opt_z))
+            self._open_stage(s_idx, stage, optimizers, fitted)
             if stage.use_in != in_on:
                 prior.set_instance_norm(stage.use_in, model=G)
                 in_on = stage.use_in
             stage_end = step + stage.iterations
             while step < stage_end and len(finals) < batch:
-                for group in opt_g.param_groups + opt_z.param_groups:
-                    group["lr"] = group["base_lr"] * schedule.lr_factor(step)
+                for opt in filter(None, optimizers):
+                    for group in opt.param_groups:
+                        group["lr"] = group["base_lr"] * schedule.lr_factor(step)
                 with autocast(self.device, self.precision):
                     x = prior.generate(z, embedding=prior.embed(classes, model=G) if tune_embed else embedding,
                                        model=G)
-                rows = self._losses_of(x.float(), z, stage, features)
-                opt_g.zero_grad(set_to_none=True)
-                opt_z.zero_grad(set_to_none=True)
+                rows = self._losses_of(x.float(), z, stage, features, fitted)
+                for opt in filter(None, optimizers):
+                    opt.zero_grad(set_to_none=True)
                 torch.where(running, rows[:, 0], 0.0).sum().backward()  # stopped images add nothing
                 checked = (step + 1) % self.options.check_every == 0 or step + 1 == stage_end
                 if checked:
                     rollback.stash(z)
-                opt_g.step()
-                opt_z.step()
+                for opt in filter(None, optimizers):
+                    opt.step()
                 hist[step] = rows.detach()
                 step += 1
                 if checked:
                     self._check(step, s_idx, hist[step - 1], rollback, z, in_on, finals, running, progress, t0)
+            values = fitted.snapshot() if len(fitted) else None
             for i in range(batch):
-                if i not in finals:
+                if i not in finals:  # the stages each image completed
                     snapshots[i].append(x[i:i + 1].detach().float().clone())
+                    if values is not None:
+                        fitted_stages[i].append(values[i])
             if len(finals) == batch:
                 break
         if not self.options.snapshots:
             snapshots = [[] for _ in range(batch)]
         self.timings["optimize_s"] = time.perf_counter() - t0
-        return self._results(G, z, classes, rollback, finals, in_on, hist[:step], snapshots)
+        results = self._results(G, z, classes, rollback, finals, in_on, hist[:step], snapshots)
+        for i, res in enumerate(results):  # after _results put every image's kept state back
+            if len(fitted):
+                res.fitted, res.fitted_notes = fitted.report(i)
+                res.fitted_stages = fitted_stages[i]
+        return results
 
     def _check(self, step: int, s_idx: int, row: torch.Tensor, rollback: Rollback, z: torch.Tensor, in_on: bool,
                finals: dict[int, _Final], running: torch.Tensor, progress: Any, t0: float) -> None:

@@ -76,6 +76,8 @@ class RestoreResult:
         stopped, message, timings: how the engine stopped, its message, seconds per phase.
         seconds: wall time of the whole call.
         instance_norm: DGP's instance-norm statistics when that path was on (for saved states).
+        fitted: degradation values fitted with the image (``blur:sigma=auto``):
+            ``{"blur.sigma": 1.9}``; their value per stage is in ``config["fitted"]``.
     """
 
     image: Image.Image
@@ -97,6 +99,7 @@ class RestoreResult:
     timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     instance_norm: dict[str, Any] | None = None
+    fitted: dict[str, float] = field(default_factory=dict)
 
     def sheet(self) -> Image.Image:
         """A PNG-ready strip: input, observation, the stage snapshots, result (labelled)."""
@@ -122,6 +125,8 @@ class RestoreSetup:
     class_index: int | None
     label: int | str | None = None
     weights: str | None = None
+    #: what makes a simulated observation (``simulate_with``); ``None``: the degradation itself
+    simulation: Any = None
 
     @property
     def protocol(self) -> str:
@@ -210,12 +215,18 @@ def resolve_prior(prior: Any, device: str | None, weights: str | os.PathLike | N
 
 
 def prepare_restore(degrade: Any = (), prior: Any = "biggan", *, preset: Any = None, label: int | str | None = None,
-                    device: str | None = None, weights: str | os.PathLike | None = None) -> RestoreSetup:
+                    device: str | None = None, weights: str | os.PathLike | None = None,
+                    simulate_with: Any = None) -> RestoreSetup:
     """Build the degradation, load the prior and the preset, resolve the class: once per batch.
 
     Every user mistake (unknown degradation, prior or preset, class out of range, bad
-    device) raises :class:`DGPUsageError` here, before any image is touched.
+    device, a bad ``simulate_with``) raises :class:`DGPUsageError` here, before any image
+    is touched. ``simulate_with``: spec strings or Degradation objects that make the
+    simulated observation instead of ``degrade`` (needed when ``degrade`` fits a value
+    with the image, ``blur:sigma=auto``).
     """
+    from dgp_toolkit.learnable import learnable_specs
+    from dgp_toolkit.simulation import resolve_simulation
     from dgp_toolkit.plugins.degradations.compose import Compose
     from dgp_toolkit.presets import load_preset, preset_for_degradations
 
@@ -229,9 +240,12 @@ def prepare_restore(degrade: Any = (), prior: Any = "biggan", *, preset: Any = N
         preset = load_preset(preset if isinstance(preset, str) else str(preset), prior)
     degradation.to(prior.device)
     _probe(degradation, prior.resolution, prior.device)
+    learnable_specs(degradation, preset)  # a bad [learnable] override of the preset, now
+    simulation = None if simulate_with is None else resolve_simulation(
+        degradation, simulate_with, size=prior.resolution, device=prior.device)
     return RestoreSetup(prior=prior, degradation=degradation, steps=steps, specs=[s.spec for s in steps],
                         preset=preset, class_index=class_index, label=label,
-                        weights=None if weights is None else str(weights))
+                        weights=None if weights is None else str(weights), simulation=simulation)
 
 
 def _probe(degradation: Any, side: int, device: Any) -> None:
@@ -352,6 +366,17 @@ def _task_of(steps: Sequence[Any]) -> str:
 
 
 # --------------------------------------------------------------------------- running
+def simulation_of(setup: RestoreSetup) -> Any:
+    """What simulates an observation for ``setup``: its ``simulation``, else its degradation
+    (a :class:`DGPUsageError` when that fits a value with the image and cannot simulate)."""
+    from dgp_toolkit.simulation import resolve_simulation
+
+    if setup.simulation is None:
+        setup.simulation = resolve_simulation(setup.degradation, None, size=setup.prior.resolution,
+                                              device=setup.prior.device)
+    return setup.simulation
+
+
 @dataclass
 class PreparedInput:
     """One input fitted to the prior, with its target: ready to join a batch."""
@@ -390,10 +415,11 @@ def prepare_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
 
     with torch.no_grad():
         if simulate:
+            simulation = setup.simulation or simulation_of(setup)
             clean, fitted = _fit_to(inp, side, side, fit, device, notes)
             generator = torch.Generator().manual_seed(int(seed))
-            target = degradation.degrade(clean, generator=generator)
-            notes.append(f"simulated the observation: degrade() of the clean input, seed {seed}")
+            target = simulation.degrade(clean, generator=generator)
+            notes.append(simulation.note(seed))
         else:
             clean = None
             obs_h, obs_w = (int(v) for v in degradation.observation_size(side))
@@ -445,6 +471,9 @@ def finish_input(setup: RestoreSetup, prep: PreparedInput, results: Sequence[Any
             notes.append(f"run {r + 1} (seed {seed + r}) left out of the mean: it diverged (final loss "
                          f"{final_loss(results[r]):.4g}, more than {DIVERGED_RATIO:g}x the best run's)")
 
+    if res.fitted:
+        notes.append("fitted with the image: " + ", ".join(f"{k} = {v:.3g}" for k, v in res.fitted.items()))
+        notes.extend(res.fitted_notes)
     task = setup.protocol
     metrics = setup.score(finished, target, prep.clean) if simulate else None
     full = None
@@ -456,6 +485,10 @@ def finish_input(setup: RestoreSetup, prep: PreparedInput, results: Sequence[Any
     config = _config(setup, prep.inp, res, fit=fit, simulate=simulate, seed=seed,
                      iterations_scale=options.iterations_scale, check_every=options.check_every,
                      class_index=class_index, precision=res.config.get("precision", options.precision), runs=n_runs)
+    if res.fitted:
+        config["fitted"] = {"final": dict(res.fitted), "stages": list(res.fitted_stages)}
+    if setup.simulation is not None and simulate:
+        config["simulated_with"] = list(setup.simulation.specs)
     if n_runs > 1:
         config["run_classes"] = [int(x.class_index) for x in results]
         config["runs_averaged"] = [int(r) for r in kept]
@@ -469,7 +502,7 @@ def finish_input(setup: RestoreSetup, prep: PreparedInput, results: Sequence[Any
         generator_state=_generator_state(res), notes=notes, full_resolution=full,
         snapshots=[s.detach().cpu() for s in (results[0].snapshots or [])], stopped=config["stopped"],
         message=res.message or "", timings=dict(config["timings"]), seconds=seconds,
-        instance_norm=res.instance_norm)
+        instance_norm=res.instance_norm, fitted=dict(res.fitted))
 
 
 @dataclass
@@ -499,6 +532,8 @@ def restore_stream(setup: RestoreSetup, inputs: Any, *, options: Any = None, fit
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise DGPUsageError(f"batch must be a whole number >= 1, got {batch!r}")
     n_runs = options.runs if options.runs is not None else setup.preset.runs
+    if simulate:
+        simulation_of(setup)  # before any input: e.g. blur:sigma=auto cannot simulate without simulate_with
     cache = CandidateCache()
     pending: dict[Any, tuple[PreparedInput, list[Any]]] = {}
     queue: list[tuple[Any, int]] = []  # (key, run) of the copies not yet run
@@ -548,8 +583,8 @@ def restore_stream(setup: RestoreSetup, inputs: Any, *, options: Any = None, fit
 def restore_many(images: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any = None,
                  label: int | str | None = None, device: str | None = None,
                  weights: str | os.PathLike | None = None, fit: str = "crop", simulate: bool = False,
-                 batch: int = 4, options: Any = None, progress: Callable[[Any], None] | None = None,
-                 **run_options: Any) -> Any:
+                 simulate_with: Any = None, batch: int = 4, options: Any = None,
+                 progress: Callable[[Any], None] | None = None, **run_options: Any) -> Any:
     """Restore many images with one prior; yields ``(index, RestoreResult)`` as each batch finishes.
 
     ``images`` is a list (or any iterable) of what :func:`restore` takes; ``batch`` the
@@ -563,9 +598,10 @@ def restore_many(images: Any, degrade: Any = (), prior: Any = "biggan", *, prese
     ...     result.image.save(f"restored_{i}.png")
     """
     options = run_options_of(options, run_options)
-    setup = prepare_restore(degrade, prior, preset=preset, label=label, device=device, weights=weights)
-    return restore_stream(setup, enumerate(images), options=options, fit=fit, simulate=simulate, batch=batch,
-                          progress=progress)
+    setup = prepare_restore(degrade, prior, preset=preset, label=label, device=device, weights=weights,
+                            simulate_with=simulate_with)
+    return restore_stream(setup, enumerate(images), options=options, fit=fit,
+                          simulate=simulate or simulate_with is not None, batch=batch, progress=progress)
 
 
 def run_options_of(options: Any, keywords: dict[str, Any]) -> Any:
@@ -640,7 +676,7 @@ def _generator_state(res: Any) -> dict[str, Any]:
 def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any = None,
             label: int | str | None = None, device: str | None = None,
             weights: str | os.PathLike | None = None, fit: str = "crop", simulate: bool = False,
-            progress: Callable[[Any], None] | None = None, options: Any = None,
+            simulate_with: Any = None, progress: Callable[[Any], None] | None = None, options: Any = None,
             **run_options: Any) -> RestoreResult:
     """Restore ``image`` with a deep generative prior; returns a :class:`RestoreResult`.
 
@@ -660,6 +696,9 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
         fit: how an image of another size is brought to the prior's: ``crop``, ``pad``
             or ``resize``.
         simulate: the input is clean: degrade it first, then score the result against it.
+        simulate_with: degrade the clean input with these specs instead of ``degrade``
+            (implies ``simulate``): e.g. ``"blur:sigma=2"`` while ``degrade`` fits
+            ``"blur:sigma=auto"``.
         progress: called with each ``ProgressEvent`` (stage, step, loss, elapsed).
         options: a :class:`~dgp_toolkit.RunOptions`; or give its fields as keywords:
         seed: makes a CPU run bit-for-bit repeatable (selection, simulated noise).
@@ -679,9 +718,11 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
     >>> r = restore("photo.png", ["gray"], label="cat")   # doctest: +SKIP
     >>> r.image.save("photo_color.png")                    # doctest: +SKIP
     """
-    setup = prepare_restore(degrade, prior, preset=preset, label=label, device=device, weights=weights)
+    setup = prepare_restore(degrade, prior, preset=preset, label=label, device=device, weights=weights,
+                            simulate_with=simulate_with)
     inp = load_input(image)
-    return restore_input(setup, inp, fit=fit, simulate=simulate, progress=progress, options=options, **run_options)
+    return restore_input(setup, inp, fit=fit, simulate=simulate or simulate_with is not None, progress=progress,
+                         options=options, **run_options)
 
 
 # --------------------------------------------------------------------------- scores

@@ -139,3 +139,35 @@ def test_run_options_are_checked_once(prior):
     deg, ys = targets(1)
     with pytest.raises(DGPUsageError, match="at least one"):
         run_batch(prior, deg, [], preset=preset())
+
+
+def test_a_fitted_blur_width_is_fitted_per_image_and_reported_per_stage(prior):
+    deg = dgp_toolkit.parse_degradation("blur:sigma=auto")
+    gen = torch.Generator().manual_seed(3)
+    clean = [torch.rand(1, 3, 32, 32, generator=gen) * 2 - 1 for _ in range(2)]
+    ys = [dgp_toolkit.parse_degradation(f"blur:sigma={s},size=17").degrade(c) for s, c in zip((1.0, 3.0), clean)]
+    jobs = [Job(y) for y in ys]
+    batched = run_batch(prior, deg, jobs, preset=preset(), options=OPTIONS)
+    for job, res in zip(jobs, batched):
+        single = run_dgp(prior, deg, job.target, preset=preset(), options=OPTIONS)
+        assert set(res.fitted) == {"blur.sigma"} and 0.3 <= res.fitted["blur.sigma"] <= 4.0
+        assert res.fitted["blur.sigma"] == pytest.approx(single.fitted["blur.sigma"], rel=1e-4)
+        assert len(res.fitted_stages) == 3 and res.fitted_stages[-1] == res.fitted
+    # the two images' widths moved apart from the common start (2.0): each has its own
+    assert batched[0].fitted["blur.sigma"] != batched[1].fitted["blur.sigma"]
+    assert all(r.fitted["blur.sigma"] != 2.0 for r in batched)
+
+
+def test_restore_fits_the_width_and_simulates_with_its_own_spec(prior):
+    gen = torch.Generator().manual_seed(5)
+    image = torch.rand(3, 32, 32, generator=gen) * 2 - 1
+    res = dgp_toolkit.restore(image, ["blur:sigma=auto"], prior, preset=preset(), simulate_with="blur:sigma=2",
+                              precision="float32")
+    assert res.metrics is not None and set(res.fitted) == {"blur.sigma"}
+    assert res.config["fitted"]["final"] == res.fitted and len(res.config["fitted"]["stages"]) == 3
+    assert res.config["simulated_with"] == ["blur:sigma=2.0,size=9"]
+    assert any(n.startswith("fitted with the image: blur.sigma = ") for n in res.notes)
+    from dgp_toolkit.errors import DGPUsageError
+
+    with pytest.raises(DGPUsageError, match="cannot simulate an observation with sigma=auto.*--simulate-with"):
+        dgp_toolkit.restore(image, ["blur:sigma=auto"], prior, preset=preset(), simulate=True)
