@@ -105,6 +105,11 @@ ENV_TRACE = "DGP_TOOLKIT_TRACE_PLUGINS"
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 
+#: What a plugin's import or hook may raise and be skipped for. ``SystemExit`` too: a
+#: plugin calling ``sys.exit()`` at import would otherwise end every command, ``--help``
+#: included, silently. ``KeyboardInterrupt`` is not caught: Ctrl-C still stops the tool.
+_PLUGIN_FAILURES = (Exception, SystemExit)
+
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
@@ -115,6 +120,8 @@ def _one_line(text: object) -> str:
 
 
 def _describe_exc(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: it called sys.exit({exc.code!r})"
     message = _one_line(exc)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
@@ -164,7 +171,11 @@ class LazyFactory:
         """Import and return the real factory (cached)."""
         if self._loaded is None:
             module_name, _, attr = self.target.partition(":")
-            obj: Any = importlib.import_module(module_name)
+            try:
+                obj: Any = importlib.import_module(module_name)
+            except SystemExit as exc:
+                raise PluginError(f"lazy factory {self.target!r}: importing {module_name} "
+                                  f"failed ({_describe_exc(exc)})") from None
             for part in attr.split("."):
                 obj = getattr(obj, part)
             if not callable(obj):
@@ -258,6 +269,7 @@ class Registry:
         self.commands: dict[str, CommandEntry] = {}
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self._strict = False
+        self._warn = True
         # Plugins add their commands here first, so that clashes are found while loading.
         import click
 
@@ -271,23 +283,26 @@ class Registry:
         *,
         entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
         environ: Mapping[str, str] | None = None,
+        warn: bool = True,
     ) -> Registry:
         """Load the built-in plugins, then every entry point of :data:`ENTRY_POINT_GROUP`.
 
         ``default_plugins`` defaults to :data:`DEFAULT_PLUGINS`, ``entry_points`` to the
         installed ones (``importlib.metadata.entry_points(group=...)``) and ``environ`` to
-        ``os.environ`` (read for the strict, disable and trace switches).
+        ``os.environ`` (read for the strict, disable and trace switches). With
+        ``warn=False`` a skipped plugin's warning is only kept in :attr:`warnings`.
         """
         environ = os.environ if environ is None else environ
         registry = cls(trace=_flag(environ, ENV_TRACE))
         registry._strict = _flag(environ, ENV_STRICT)
+        registry._warn = warn
         disabled = {n.strip() for n in environ.get(ENV_DISABLE, "").split(",") if n.strip()}
 
         for module_name in DEFAULT_PLUGINS if default_plugins is None else default_plugins:
             info = PluginInfo(module_name, BUILTIN_DISTRIBUTION, __version__, builtin=True)
             try:
                 module = importlib.import_module(module_name)
-            except Exception as exc:
+            except _PLUGIN_FAILURES as exc:
                 registry._reject(info, f"import failed: {_describe_exc(exc)}", exc)
                 continue
             registry.add_plugin(module, info)
@@ -301,7 +316,7 @@ class Registry:
             info = _info_from_entry_point(ep)
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except _PLUGIN_FAILURES as exc:
                 registry._reject(info, f"import failed: {_describe_exc(exc)}", exc)
                 continue
             registry.add_plugin(plugin, info)
@@ -319,6 +334,8 @@ class Registry:
         try:
             pm.register(plugin, name=info.entry_point)
         except pluggy.PluginValidationError as exc:
+            if pm.is_registered(plugin):  # pluggy keeps the plugin and its hooks before the bad one
+                pm.unregister(plugin)
             self._reject(info, f"a hook does not match its specification: {_one_line(exc)}", exc)
             return False
         except ValueError as exc:  # pluggy: this name or object is registered already
@@ -340,7 +357,7 @@ class Registry:
                     caller(register=self._make_register(kind, info, staged, problems))
                 except _Rejected:
                     raise
-                except Exception as exc:
+                except _PLUGIN_FAILURES as exc:
                     if problems:  # the plugin's hook re-raised our own complaint
                         raise _Rejected(problems[0]) from exc
                     raise _Rejected(f"{_HOOK_OF_KIND[kind]} raised {_describe_exc(exc)}") from exc
@@ -412,7 +429,7 @@ class Registry:
         caller = self.plugin_manager.subset_hook_caller("register_commands", remove_plugins=others)
         try:
             caller(cli=self._scratch_group)
-        except Exception as exc:
+        except _PLUGIN_FAILURES as exc:
             raise _Rejected(f"register_commands raised {_describe_exc(exc)}") from exc
         after = self._scratch_group.commands
         for name, command in before.items():
@@ -441,7 +458,8 @@ class Registry:
             f"{ENV_DISABLE}={info.entry_point} to stop loading it."
         )
         self.warnings.append(message)
-        _print_warning(message)
+        if self._warn:
+            _print_warning(message)
 
     # ----------------------------------------------------------------- lookups
     def names(self, kind: str) -> list[str]:

@@ -108,6 +108,13 @@ def test_lazy_factory_imports_only_when_used(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "lazy_target_mod")
 
 
+def test_a_lazy_factory_whose_module_calls_sys_exit_is_a_plugin_error(monkeypatch, tmp_path):
+    (tmp_path / "lazy_exit_mod.py").write_text("import sys\nsys.exit(4)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match=r"importing lazy_exit_mod failed \(SystemExit: it called sys.exit\(4\)\)"):
+        LazyFactory("lazy_exit_mod:Thing")()
+
+
 @pytest.mark.parametrize("target", ["no_colon", ":x", "mod:"])
 def test_lazy_factory_needs_module_and_attribute(target):
     with pytest.raises(PluginError):
@@ -178,6 +185,10 @@ def test_third_party_plugin_is_attributed(monkeypatch):
          "a hook does not match its specification"),
         ({"register_commands": hookimpl(lambda cli: cli.unknown_method(), specname="register_commands")},
          "register_commands raised AttributeError"),
+        ({"register_losses": hookimpl(lambda register: sys.exit(3), specname="register_losses")},
+         "register_losses raised SystemExit: it called sys.exit(3)"),
+        ({"register_commands": hookimpl(lambda cli: sys.exit("bye"), specname="register_commands")},
+         "register_commands raised SystemExit: it called sys.exit('bye')"),
     ],
 )
 def test_failing_third_party_plugin_is_skipped_with_one_warning(monkeypatch, capsys, functions, reason):
@@ -194,6 +205,15 @@ def test_failing_third_party_plugin_is_skipped_with_one_warning(monkeypatch, cap
     assert registry.warnings == [err.strip()]
     # the manager no longer calls it
     assert not registry.plugin_manager.has_plugin("bad")
+
+
+def test_ctrl_c_in_a_plugin_hook_still_stops_the_loading(monkeypatch):
+    def hook(register):
+        raise KeyboardInterrupt
+
+    make_module(monkeypatch, "fake_ctrl_c", register_losses=hookimpl(hook, specname="register_losses"))
+    with pytest.raises(KeyboardInterrupt):
+        build(monkeypatch, eps=[entry_point("ctrl_c", "fake_ctrl_c")])
 
 
 def test_clash_with_an_existing_name_skips_the_later_plugin(monkeypatch, capsys):
