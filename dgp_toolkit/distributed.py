@@ -223,11 +223,23 @@ def leave() -> None:
 
 
 # ----------------------------------------------------------------------------- --workers N
-def _rank_entry(args: list[str]) -> None:
-    """What each local rank of :func:`launch_local_ranks` runs: the same ``dgp-tool`` command."""
+def _rank_entry(args: list[str]) -> int:
+    """What each local rank of :func:`launch_local_ranks` runs: the same ``dgp-tool`` command.
+
+    A run that is over (0, 2 or 3: its JSON is out) returns its exit code, so that the
+    launcher collects it; any other exit (interrupted, a failure of the rank itself) stops
+    the group, as under torchrun.
+    """
     from dgp_toolkit.cli.app import main
 
-    main(args)
+    try:
+        main(args)
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if code not in (0, 2, 3):
+            raise
+        return code
+    return 0
 
 
 @contextlib.contextmanager
@@ -237,14 +249,16 @@ def _launcher_quiet() -> Iterator[None]:
     import logging
     import signal
 
-    logger = logging.getLogger("torch.distributed.elastic")
-    level = logger.level
+    loggers = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.multiprocessing")]
+    levels = [logger.level for logger in loggers]
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    logger.setLevel(logging.ERROR)
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)  # a failed rank is reported in one line, below
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
 
@@ -271,7 +285,7 @@ def launch_local_ranks(n: int, args: list[str]) -> int:
                           signals_to_handle="SIGINT,SIGTERM")
     with _launcher_quiet():
         try:
-            elastic_launch(config, _rank_entry)(list(args))
+            return int(elastic_launch(config, _rank_entry)(list(args))[0])
         except SignalException as exc:
             if exc.sigval == signal.SIGINT:
                 raise KeyboardInterrupt from None
@@ -279,19 +293,22 @@ def launch_local_ranks(n: int, args: list[str]) -> int:
 
             raise Terminated from None
         except ChildFailedError as exc:
-            return _failed_ranks(exc.failures)
-    return 0
+            _raise_failed(exc.failures)
 
 
-def _failed_ranks(failures: dict[int, Any]) -> int:
-    """Rank 0's exit code when it ended on its own (2, 3: the run is over, its JSON out);
-    else a :class:`DGPError` naming the first rank that did not stop on request."""
+def _raise_failed(failures: dict[int, Any]) -> None:
+    """Why the group stopped: interrupted (every failed rank exited 130 or 143: a Ctrl-C or
+    SIGTERM that reached a rank alone), else a :class:`DGPError` naming the first rank that
+    failed or died."""
     import signal
 
-    first = failures.get(0)
-    if first is not None and first.exitcode in (2, 3):
-        return int(first.exitcode)
-    died = {r: f for r, f in failures.items() if f.exitcode not in (130, 143)} or failures
+    died = {r: f for r, f in failures.items() if f.exitcode not in (130, 143)}
+    if not died:
+        if any(f.exitcode == 130 for f in failures.values()):
+            raise KeyboardInterrupt
+        from dgp_toolkit.cli.signals import Terminated
+
+        raise Terminated
     rank = min(died)
     code = died[rank].exitcode
     if code < 0:

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dgp_toolkit.batch import is_image_file
 from dgp_toolkit.errors import DGPUsageError
 from dgp_toolkit.paths import check_input_file
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 @dataclasses.dataclass
@@ -88,7 +87,7 @@ def load_folder(path: Path, resolution: int) -> ImageDataset:
         raise DGPUsageError(f"{path}: expected one subfolder per class (e.g. {path}/cat/*.png)")
     images, labels = [], []
     for label, folder in enumerate(class_dirs):
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        files = sorted(f for f in folder.iterdir() if is_image_file(f))  # the rule of restore's folders
         for f in files:
             try:
                 with Image.open(f) as img:
