@@ -28,7 +28,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 #: What this command writes per input NAME (file name suffixes).
 OUTPUT_SUFFIXES = {"restored": "_restored.png", "observed": "_observed.png", "run": "_run.json",
                    "sheet": "_sheet.png", "full_resolution": "_restored_full.png"}
-FIT_CHOICES = ("crop", "pad", "resize")  # dgp_toolkit.images.FIT_MODES, without importing numpy here
+FIT_CHOICES = ("auto", "crop", "pad", "resize")  # auto + dgp_toolkit.images.FIT_MODES, without importing numpy
 
 EPILOG = """\b
 Outputs per input NAME (in --output):
@@ -313,8 +313,10 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
               help="auto picks CUDA, then MPS, then the CPU (cuda:N also works).")
 @click.option("-o", "--output", "out_dir", type=FOLDER, default=Path("restored"),
               show_default=True, metavar="DIR", help="Folder for the outputs (created if missing).")
-@click.option("--fit", type=click.Choice(FIT_CHOICES), default="crop", show_default=True,
-              help="How an image of another size is brought to the prior's: centre crop, pad or resize.")
+@click.option("--fit", type=click.Choice(FIT_CHOICES), default="auto", show_default=True,
+              help="How an image of another size is brought to the prior's: centre crop, pad or resize; auto: "
+                   "resize (the whole photo) for gray and mask, whose results come back at the input's size, "
+                   "else crop.")
 @click.option("--simulate", is_flag=True,
               help="The input is clean: degrade it first, then score the observation and the result against it.")
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=None, metavar="FILE.json",
