@@ -271,6 +271,7 @@ def plan_jobs(images: Any, indices: list[int], labels: list[int], sigmas: list[f
 
 
 _CONTEXT: Context | None = None
+THREADS = 0  # --threads (0: every core) for --batch runs
 
 
 def _init_worker(settings: Settings, device: str, ignore_sigint: bool = True) -> None:
@@ -316,7 +317,7 @@ def run_jobs(jobs: list[dict[str, Any]], settings: Settings, rows_path: Path, *,
 
         import torch
 
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(THREADS or os.cpu_count() or 1)
         order = list(dict.fromkeys((j["sigma"], j["method"]) for j in jobs))
         for key in order:
             for row in evaluate_setting(_CONTEXT, [j for j in jobs if (j["sigma"], j["method"]) == key]):
@@ -450,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default=Settings.precision, choices=["auto", "float32", "bf16"])
     parser.add_argument("--device", default="cpu", help="where the restorations run (not part of the settings)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of a --batch run (0: every core)")
     parser.add_argument("--batch", type=int, default=1,
                         help="> 1: the batched engine, B generator copies at a time, one seed for every image "
                              "(candidates shared per setting); every core in one process")
@@ -458,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="discard earlier rows in --out")
     parser.add_argument("--report", action="store_true", help="run nothing: write the table from the rows so far")
     args = parser.parse_args(argv)
+    global THREADS
+    THREADS = args.threads
 
     sigmas = _numbers(args.sigmas, "--sigmas", parser)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
