@@ -29,6 +29,19 @@ PROG_NAME = "dgp-tool"
 ENV_DEBUG = "DGP_TOOLKIT_DEBUG"
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: The command line's own commands: built-in plugins (one module per command family) that
+#: implement only ``register_commands``. Loaded when the group is built, never by the
+#: Python API, and listed by ``dgp-tool plugins`` right after the other built-ins.
+COMMAND_PLUGINS: tuple[str, ...] = (
+    "dgp_toolkit.cli.plugins",
+    "dgp_toolkit.cli.degradations",
+    "dgp_toolkit.cli.weights",
+    "dgp_toolkit.cli.train",
+    "dgp_toolkit.cli.restore",
+    "dgp_toolkit.cli.presets",
+    "dgp_toolkit.cli.manipulate",
+)
+
 HELP = """Restore and edit images with a deep generative prior (DGP).
 
 DGP inverts a pretrained GAN: it searches for the latent code, and then fine-tunes the
@@ -111,7 +124,8 @@ class DGPGroup(click.Group):
 def make_cli() -> click.Group:
     """Build the ``dgp-tool`` group with every command of every loaded plugin.
 
-    Builds the plugin registry if needed (so plugin warnings are printed now) and raises
+    Loads the plugins if needed and collects their commands (:data:`COMMAND_PLUGINS`
+    first), so plugin warnings are printed now; raises
     :class:`~dgp_toolkit.errors.PluginError` if a built-in plugin is broken or, in strict
     mode, any plugin is. Each call returns a new group.
 
@@ -136,9 +150,9 @@ def make_cli() -> click.Group:
     def cli(debug: bool) -> None:
         pass
 
-    from dgp_toolkit.registry import get_registry
+    from dgp_toolkit.plugin_manager import get_plugin_manager
 
-    for name, entry in get_registry().commands.items():
+    for name, entry in get_plugin_manager().collect_commands(COMMAND_PLUGINS).items():
         cli.add_command(entry.command, name)
     return cli
 
