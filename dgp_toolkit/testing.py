@@ -436,13 +436,15 @@ class LossContract:
 
     A loss is ``loss(state)`` on a :class:`~dgp_toolkit.plugins.losses.LossState` (the
     degraded generated image, the target, the latent, the target's discriminator
-    features, ``ftr_num``, a ``features()`` of the generated image) returning a scalar.
-    Checked: it builds from each option set; returns a finite, real, 0-dimensional
-    tensor (non-negative unless ``nonnegative = False``); a gradient reaches the
+    features, ``ftr_num``, a ``features()`` of the generated image) of a batch of B images,
+    returning one value per image (shape ``(B,)``: the batched engine sums them).
+    Checked: it builds from each option set; returns finite, real values of shape
+    ``(B,)`` (non-negative unless ``nonnegative = False``); a gradient reaches the
     generated image or the latent; the same state gives the same value and is left
     unchanged; the loss computes the generated image's features only through
-    ``state.features()`` (once per step, whoever asks); it works on batches; unknown
-    options raise :class:`~dgp_toolkit.errors.DGPUsageError` when looked up by name.
+    ``state.features()`` (once per step, whoever asks); image i's value depends on image
+    i only (the images of a batch never mix); unknown options raise
+    :class:`~dgp_toolkit.errors.DGPUsageError` when looked up by name.
 
     Class attributes to set:
         factory: the class (or ``factory(**options)``) under test.
@@ -507,15 +509,15 @@ class LossContract:
         for options in self.invalid_options:
             _check_one_line_usage_error(lambda: self.make(**options), options)
 
-    def test_returns_a_finite_scalar(self):
+    def test_returns_one_finite_value_per_image(self):
         for loss in self.instances():
             for ftr_num in (0, 1, 3):
-                value = loss(self.state(ftr_num=ftr_num))
+                value = loss(self.state(batch=2, ftr_num=ftr_num))
                 assert isinstance(value, torch.Tensor), type(value)
-                assert value.ndim == 0 and value.is_floating_point()
-                assert torch.isfinite(value)
+                assert value.shape == (2,) and value.is_floating_point(), value.shape
+                assert torch.isfinite(value).all()
                 if self.nonnegative:
-                    assert float(value.detach()) >= 0
+                    assert bool((value.detach() >= 0).all())
 
     def test_gradient_reaches_the_image_or_the_latent(self):
         for loss in self.instances():
@@ -523,7 +525,7 @@ class LossContract:
             value = loss(state)
             if not value.requires_grad:
                 pytest.fail(f"{loss!r}: the loss does not depend on the generated image or the latent")
-            value.backward()
+            value.sum().backward()
             grads = [t.grad for t in (state.generated, state.z) if t.grad is not None]
             assert grads and all(torch.isfinite(g).all() for g in grads)
             assert any(g.abs().sum() > 0 for g in grads), f"{loss!r}: zero gradient"
@@ -544,10 +546,14 @@ class LossContract:
             loss(state)
             assert len(state.feature_calls) <= 1, "features were computed more than once for one state"
 
-    def test_works_on_a_batch(self):
+    def test_images_of_a_batch_do_not_mix(self):
         for loss in self.instances():
-            value = loss(self.state(batch=3))
-            assert value.ndim == 0 and torch.isfinite(value)
+            state = self.state(batch=3)
+            loss(state)[1].backward()
+            for t in (state.generated, state.z):
+                if t.grad is not None:
+                    assert t.grad[0].abs().sum() == 0 and t.grad[2].abs().sum() == 0, \
+                        f"{loss!r}: image 1's value depends on other images"
 
     def test_registered_name_builds_this_loss(self):
         if self.registered_name is None:
@@ -668,7 +674,7 @@ class PriorContract:
     ``dim_z``, ``n_classes``, ``class_names``, ``resolution``, ``device``) and resolves
     classes (``class_index``); ``sample(n)`` draws ``(n, dim_z)`` latents on its device,
     reproducibly with a ``torch.Generator``; ``G`` and ``D`` are frozen, in eval mode and
-    on the device; ``G(z, G.shared(y))`` gives finite ``(B, 3, R, R)`` images in [-1, 1],
+    on the device; ``generate`` gives finite ``(B, 3, R, R)`` images in [-1, 1],
     the same for the same input and independent across the batch; ``D(x)`` returns
     ``(logits, features)`` with features differentiable in ``x``;
     ``fresh_generator()`` is a trainable copy that renders what ``G`` renders and never
@@ -678,7 +684,9 @@ class PriorContract:
     ``load_generator_state(state, model=...)`` restores in place (parameters keep their
     identity; a state that does not fit raises ``DGPUsageError``);
     ``set_instance_norm(on, model=...)`` switches the instance-norm path on and back off
-    without touching ``G``.
+    without touching ``G``; ``feature_extractor`` gives ``features``; ``generator_copies(n)``
+    holds n independent stacked copies (the batched engine's, see
+    dgp_toolkit/priors/protocol.py).
 
     Class attributes to set:
         factory: ``factory(**options)`` returns the prior (a registered name's factory,
@@ -704,16 +712,17 @@ class PriorContract:
         return _PRIORS[cls]
 
     def inputs(self, batch: int = 2, *, model: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latents and class embeddings of ``model`` (default the prior's ``G``)."""
+        """Latents and class embeddings (``prior.embed``) of ``model`` (default the prior's own)."""
         prior = self.prior()
-        G = prior.G if model is None else model
         z = prior.sample(batch, generator=torch.Generator().manual_seed(0))
         y = torch.arange(batch, device=prior.device) % prior.n_classes
-        return z, G.shared(y).detach()
+        with torch.no_grad():
+            return z, prior.embed(y, model=model).detach()
 
     def render(self, model: Any, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """``prior.generate`` with ``model`` (``None`` or ``prior.G``: the prior's own)."""
         with torch.no_grad():
-            return model(z, embedding)
+            return self.prior().generate(z, embedding=embedding, model=model)
 
     # -- the contract ---------------------------------------------------------------
 
@@ -797,8 +806,8 @@ class PriorContract:
         assert len(ids) == len(set(ids)), "a parameter is in two stages"
         assert set(ids) <= owned, "a stage holds parameters of another model"
         with_embedding = prior.stages(G, include_embedding=True)
-        shared = {id(p) for p in G.shared.parameters()}
-        assert {id(p) for p in with_embedding[0]} == {id(p) for p in groups[0]} | shared
+        added = {id(p) for p in with_embedding[0]} - {id(p) for p in groups[0]}
+        assert added and added <= owned and not added & set(ids), "include_embedding adds the embedding's parameters"
         assert [[id(p) for p in g] for g in with_embedding[1:]] == [[id(p) for p in g] for g in groups[1:]]
 
     def test_every_stage_is_reached_by_the_gradient(self):
@@ -809,7 +818,7 @@ class PriorContract:
             for p in group:
                 p.requires_grad_(True)
         z, embedding = self.inputs(2, model=G)
-        G(z, embedding).square().mean().backward()
+        prior.generate(z, embedding=embedding, model=G).square().mean().backward()
         for i, group in enumerate(groups):
             assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in group), f"stage {i} gets no gradient"
 
@@ -845,6 +854,49 @@ class PriorContract:
         prior.set_instance_norm(False, model=G)
         assert torch.allclose(self.render(G, z, embedding), before, atol=self.atol)
         assert torch.equal(self.render(prior.G, z, embedding), plain)
+
+    def test_feature_extractor_gives_the_features(self):
+        prior = self.prior()
+        z, embedding = self.inputs(2)
+        images = self.render(None, z, embedding)
+        for channels_last in (False, True):
+            feats = prior.feature_extractor(channels_last=channels_last)(images)
+            for a, b in zip(feats, prior.features(images)):
+                assert torch.allclose(a.contiguous(), b, atol=self.atol)
+
+    def test_generator_copies_are_independent_stacked_copies(self):
+        """What the batched engine relies on: copy i renders sample i as the prior does; every
+        stage parameter is stacked (first dimension = copies) and trainable; changing copy 1
+        changes image 1 only; ``copy_state(copies, i)`` is copy i in the prior's own layout."""
+        prior = self.prior()
+        z, _ = self.inputs(3)
+        y = torch.arange(3, device=prior.device) % prior.n_classes
+        copies = prior.generator_copies(3)
+        with torch.no_grad():
+            plain = prior.generate(z, y)
+            images = prior.generate(z, embedding=prior.embed(y, model=copies), model=copies)
+        assert torch.allclose(images, plain, atol=self.atol)
+        groups = prior.stages(copies)
+        assert groups and all(groups)
+        for group in groups:
+            for p in group:
+                assert p.shape[0] == 3 and p.requires_grad, "stage parameters are stacked per copy and trainable"
+        with torch.no_grad():
+            for group in groups:
+                for p in group:
+                    p[1].add_(0.05)
+            changed = prior.generate(z, embedding=prior.embed(y, model=copies), model=copies)
+        assert torch.equal(changed[0], images[0]) and torch.equal(changed[2], images[2])
+        assert not torch.allclose(changed[1], images[1], atol=self.atol)
+        G = prior.fresh_generator()
+        prior.load_generator_state(prior.copy_state(copies, 1), model=G)
+        with torch.no_grad():
+            alone = prior.generate(z[1:2], embedding=prior.embed(y[1:2], model=G), model=G)
+        # another layout (a grouped convolution against a plain one): float reduction order
+        assert torch.allclose(alone, changed[1:2], atol=max(self.atol, 1e-4))
+        tuned = prior.generator_copies(2, tune_embedding=True)
+        first = {id(p) for p in prior.stages(tuned, include_embedding=True)[0]}
+        assert len(first) > len(prior.stages(tuned)[0]), "tune_embedding adds the stacked embedding to stage 0"
 
     def test_registered_name_loads_this_prior(self):
         if self.registered_name is None:

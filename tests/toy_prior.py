@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgp_toolkit import DGPUsageError, hookimpl
+from dgp_toolkit.priors.copies import StackedCopies
 
 CLASSES = ("circle", "square", "stripe")
 
@@ -96,6 +97,45 @@ class ToyPrior:
         device = generator.device if generator is not None else self.device
         return (torch.randn(int(n), self.dim_z, generator=generator, device=device) * std).to(self.device)
 
+    def describe(self) -> dict:
+        return {"name": self.name, "family": "toy"}
+
+    # -- generation and features (the Prior protocol, dgp_toolkit/priors/protocol.py)
+    def embed(self, y, *, model=None) -> torch.Tensor:
+        y = torch.as_tensor(y, device=self.device).reshape(-1)
+        if isinstance(model, StackedCopies):  # copy i embeds y[i] with its own table
+            return model.stacked("shared.weight")[torch.arange(y.shape[0], device=self.device), y]
+        return (model if model is not None else self.G).shared(y)
+
+    def generate(self, z, y=None, *, embedding=None, model=None) -> torch.Tensor:
+        if embedding is None:
+            embedding = self.embed(y, model=model)
+            if embedding.shape[0] == 1 and z.shape[0] > 1:
+                embedding = embedding.expand(z.shape[0], -1)
+        return (model if model is not None else self.G)(z, embedding)
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.D(images)[1]
+
+    def feature_extractor(self, *, channels_last: bool = False):
+        return self.features
+
+    # -- fine-tuning
+    def generator_copies(self, copies: int, *, tune_embedding: bool = False) -> StackedCopies:
+        """The generic recipe for any generator: stacked parameters, a vmapped forward."""
+        G = self.fresh_generator()
+        G.shared.requires_grad_(bool(tune_embedding))
+        return StackedCopies(G, copies)
+
+    def copy_state(self, model: StackedCopies, index: int) -> dict[str, torch.Tensor]:
+        return model.state_of(index)
+
+    def instance_norm_stats(self, model) -> None:
+        return None  # the toy's instance norm keeps no statistics
+
+    def set_instance_norm_stats(self, stats, model) -> None:
+        self.set_instance_norm(False, model=model)
+
     def fresh_generator(self) -> ToyGenerator:
         G = copy.deepcopy(self.G)
         G.requires_grad_(True)
@@ -104,7 +144,12 @@ class ToyPrior:
         G.instance_norm = False
         return G
 
-    def stages(self, model: ToyGenerator | None = None, *, include_embedding: bool = False) -> list[list[nn.Parameter]]:
+    def stages(self, model=None, *, include_embedding: bool = False) -> list[list[nn.Parameter]]:
+        if isinstance(model, StackedCopies):
+            groups = [model.parameters_of(name) for name in ("linear", "block0", "block1")]
+            if include_embedding:
+                groups[0] = groups[0] + model.parameters_of("shared")
+            return groups
         G = model if model is not None else self.G
         groups = [list(module.parameters()) for module in G.stages()]
         if include_embedding:
@@ -123,9 +168,9 @@ class ToyPrior:
         except RuntimeError as exc:
             raise DGPUsageError(f"generator state does not fit prior 'toy': {' '.join(str(exc).split())}") from None
 
-    def set_instance_norm(self, enabled: bool, model: ToyGenerator | None = None) -> None:
+    def set_instance_norm(self, enabled: bool, model=None) -> None:
         G = model if model is not None else self.G
-        G.instance_norm = bool(enabled)
+        (G.template if isinstance(G, StackedCopies) else G).instance_norm = bool(enabled)
 
 
 @hookimpl
