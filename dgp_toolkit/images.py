@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dgp_toolkit.errors import DGPError, DGPUsageError
+from dgp_toolkit.paths import input_file_problem, new_file_mode
 
 __all__ = [
     "SUPPORTED_FORMATS", "FIT_MODES", "LoadedImage", "FittedImage", "FullFrame", "InputImage", "read_image",
@@ -97,9 +98,9 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     management); only the first frame of an animation or multi-page file is used.
 
     Raises :class:`DGPUsageError` (one line naming the file) for a missing file, a
-    folder, a file that is not an image, a format outside :data:`SUPPORTED_FORMATS`, a
-    truncated or corrupt file, or a decompression bomb (more pixels than
-    ``PIL.Image.MAX_IMAGE_PIXELS``).
+    folder, a pipe or device (refused before it is opened: reading a FIFO would block), a
+    file that is not an image, a format outside :data:`SUPPORTED_FORMATS`, a truncated or
+    corrupt file, or a decompression bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``).
 
     >>> read_image("no/such/file.png")
     Traceback (most recent call last):
@@ -107,10 +108,9 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     dgp_toolkit.errors.DGPUsageError: no/such/file.png: no such file
     """
     path = Path(path)
-    if path.is_dir():
-        raise _usage(path, "is a folder, not an image file")
-    if not path.exists():
-        raise _usage(path, "no such file")
+    problem = input_file_problem(path, "an image file")
+    if problem is not None:
+        raise _usage(path, problem)
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -430,7 +430,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp, (path.stat().st_mode & 0o777) if existed else 0o644)
+        os.chmod(temp, (path.stat().st_mode & 0o777) if existed else new_file_mode())
         os.replace(temp, path)
     except BaseException as exc:
         temp.unlink(missing_ok=True)

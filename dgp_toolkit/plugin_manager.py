@@ -101,6 +101,11 @@ ENV_TRACE = "DGP_TOOLKIT_TRACE_PLUGINS"
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 
+#: What a plugin's import or hook may raise and be skipped for. ``SystemExit`` too: a
+#: plugin calling ``sys.exit()`` at import would otherwise end every command, ``--help``
+#: included, silently. ``KeyboardInterrupt`` is not caught: Ctrl-C still stops the tool.
+PLUGIN_FAILURES = (Exception, SystemExit)
+
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
@@ -111,6 +116,8 @@ def _one_line(text: object) -> str:
 
 
 def _describe_exc(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: it called sys.exit({exc.code!r})"
     message = _one_line(exc)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
@@ -181,6 +188,7 @@ class PluginManager:
         self.disabled: list[str] = []
         self.warnings: list[str] = []
         self._strict = strict
+        self._warn = True
         self._accepted: list[tuple[object, PluginInfo]] = []
         # None until the command line collects commands; from then on every plugin added
         # has its commands collected with the rest of what it registers.
@@ -195,15 +203,18 @@ class PluginManager:
         *,
         entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
         environ: Mapping[str, str] | None = None,
+        warn: bool = True,
     ) -> PluginManager:
         """Load the built-in plugins, then every entry point of :data:`ENTRY_POINT_GROUP`.
 
         ``default_plugins`` defaults to :data:`DEFAULT_PLUGINS`, ``entry_points`` to the
         installed ones (``importlib.metadata.entry_points(group=...)``) and ``environ`` to
-        ``os.environ`` (read for the strict, disable and trace switches).
+        ``os.environ`` (read for the strict, disable and trace switches). With
+        ``warn=False`` a skipped plugin's warning is only kept in :attr:`warnings`.
         """
         environ = os.environ if environ is None else environ
         manager = cls(trace=_flag(environ, ENV_TRACE), strict=_flag(environ, ENV_STRICT))
+        manager._warn = warn
         disabled = {n.strip() for n in environ.get(ENV_DISABLE, "").split(",") if n.strip()}
 
         manager.add_builtins(DEFAULT_PLUGINS if default_plugins is None else default_plugins)
@@ -217,7 +228,7 @@ class PluginManager:
             info = _info_from_entry_point(ep)
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except PLUGIN_FAILURES as exc:
                 manager._reject(info, f"import failed: {_describe_exc(exc)}", exc)
                 continue
             manager.add_plugin(plugin, info)
@@ -229,7 +240,7 @@ class PluginManager:
             info = PluginInfo(module_name, BUILTIN_DISTRIBUTION, __version__, builtin=True)
             try:
                 module = importlib.import_module(module_name)
-            except Exception as exc:
+            except PLUGIN_FAILURES as exc:
                 self._reject(info, f"import failed: {_describe_exc(exc)}", exc)
                 continue
             self.add_plugin(module, info)
@@ -268,7 +279,7 @@ class PluginManager:
                     caller(register=self._make_register(kind, info, staged, problems))
                 except _Rejected:
                     raise
-                except Exception as exc:
+                except PLUGIN_FAILURES as exc:
                     if problems:  # the plugin's hook re-raised our own complaint
                         raise _Rejected(problems[0]) from exc
                     raise _Rejected(f"{_HOOK_OF_KIND[kind]} raised {_describe_exc(exc)}") from exc
@@ -387,7 +398,7 @@ class PluginManager:
         try:
             try:
                 caller(cli=self._scratch_group)
-            except Exception as exc:
+            except PLUGIN_FAILURES as exc:
                 raise _Rejected(f"register_commands raised {_describe_exc(exc)}") from exc
             after = self._scratch_group.commands
             for name, command in before.items():
@@ -425,7 +436,8 @@ class PluginManager:
             f"{ENV_DISABLE}={info.entry_point} to stop loading it."
         )
         self.warnings.append(message)
-        _print_warning(message)
+        if self._warn:
+            _print_warning(message)
 
 
 def _info_from_entry_point(ep: importlib.metadata.EntryPoint) -> PluginInfo:

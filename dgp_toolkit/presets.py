@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dgp_toolkit.errors import DGPUsageError
+from dgp_toolkit.paths import check_input_file
 
 TASKS = ("colorization", "inpainting", "super-resolution", "deblurring", "denoising",
          "reconstruction", "hybrid", "manipulation")
@@ -191,8 +192,9 @@ def load_preset(name_or_path: str | Path, prior: Any = None, *, family: str | No
     text = str(name_or_path)
     path = Path(text)
     if text.endswith(".toml") or path.is_file():
-        if not path.is_file():
+        if not path.exists():
             raise DGPUsageError(f"preset file not found: {path}")
+        check_input_file(path, "a preset file")
         try:
             data = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -93,7 +93,11 @@ class LazyFactory:
         """Import and return the real factory (cached)."""
         if self._loaded is None:
             module_name, _, attr = self.target.partition(":")
-            obj: Any = importlib.import_module(module_name)
+            try:
+                obj: Any = importlib.import_module(module_name)
+            except SystemExit as exc:  # a plugin's sys.exit() must not end the command
+                raise PluginError(f"lazy factory {self.target!r}: importing {module_name} "
+                                  f"failed (SystemExit: it called sys.exit({exc.code!r}))") from None
             for part in attr.split("."):
                 obj = getattr(obj, part)
             if not callable(obj):

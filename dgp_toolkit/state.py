@@ -38,6 +38,7 @@ import torch
 
 from dgp_toolkit._version import __version__
 from dgp_toolkit.errors import DGPUsageError
+from dgp_toolkit.paths import input_file_problem
 
 __all__ = ["STATE_FORMAT", "Reconstruction", "load_state", "reconstruction_from_result", "save_state",
            "instance_norm_stats", "set_instance_norm_stats", "is_state_file"]
@@ -304,15 +305,21 @@ def load_state(path: str | os.PathLike, prior: Any = None) -> Reconstruction:
     """Read a state file; with ``prior``, refuse one saved for another prior.
 
     Raises :class:`DGPUsageError` (one line naming the file) when the file is missing,
-    not a state file, damaged, or made for another prior.
+    not a regular file (a pipe is refused before it is opened), not a state file,
+    damaged (also: NaN or infinite values), or made for another prior.
     """
     from safetensors import safe_open
+
+    from dgp_toolkit.priors.biggan.weights import non_finite
 
     path = Path(path).expanduser()
     if not path.exists():
         raise DGPUsageError(f"state file not found: {path}")
     if path.is_dir():
         raise DGPUsageError(f"{path} is a folder, not a state file")
+    problem = input_file_problem(path, "a state file")
+    if problem is not None:
+        raise DGPUsageError(f"{path}: {problem}")
     meta = _read_header(path)
     if meta is None:
         raise DGPUsageError(f"{path} is not a dgp-toolkit state file (not safetensors); "
@@ -327,6 +334,9 @@ def load_state(path: str | os.PathLike, prior: Any = None) -> Reconstruction:
     except Exception as exc:  # safetensors raises its own error type for damaged files
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DGPUsageError(f"cannot read {path}: the state file is truncated or corrupt ({reason})") from None
+    problem = non_finite(tensors)
+    if problem is not None:
+        raise DGPUsageError(f"{path}: damaged state file ({problem}); make it again with --save-state")
     missing = [k for k in ("z", "embedding") if k not in tensors]
     try:
         class_index = int(meta["class_index"])

@@ -121,3 +121,41 @@ def tiny_biggan(tiny_files, monkeypatch):
 
     monkeypatch.setenv(ENV_EMBEDDED, str(tiny_files[0]))
     return tiny_files[0]
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    """``fifo(name)``: a named pipe in ``tmp_path``. A reader that opens it is not left blocked
+    forever: after a few seconds a background thread writes junk into it (so code that opens
+    it fails a test instead of hanging it)."""
+    import os
+    import threading
+    import time
+
+    made, stop = [], threading.Event()
+
+    def feed() -> None:
+        start = time.monotonic()
+        while not stop.wait(0.05):
+            if time.monotonic() - start < 3:
+                continue
+            for path in made:
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # fails while nobody reads
+                except OSError:
+                    continue
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(b"junk from the fifo fixture\n")
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+
+    def make(name: str):
+        path = tmp_path / name
+        os.mkfifo(path)
+        made.append(path)
+        return path
+
+    yield make
+    stop.set()
+    thread.join()

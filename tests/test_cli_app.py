@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from dgp_toolkit import __version__
 from dgp_toolkit.cli import make_cli
+from dgp_toolkit.cli.signals import Terminated
 from dgp_toolkit.errors import DGPError, DGPUsageError
 
 
@@ -63,6 +64,7 @@ def raiser(exc):
          "Error: unknown degradation 'blurr'; did you mean 'blur'?"),
         (DGPError("weights file is truncated"), 1, "Error: weights file is truncated"),
         (KeyboardInterrupt(), 130, "Interrupted."),
+        (Terminated(), 143, "Terminated."),
         (RuntimeError("CUDA out of\nmemory"), 1,
          "Error: unexpected RuntimeError: CUDA out of memory (run `dgp-tool --debug ...` for the traceback)"),
     ],

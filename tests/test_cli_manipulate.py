@@ -120,6 +120,47 @@ def test_usage_errors_exit_2_with_one_line_and_write_nothing(run, tmp_path, args
     assert not (tmp_path / "out").exists() and result.stdout == ""
 
 
+@pytest.mark.parametrize("args, words", [
+    # --save-state into a folder that cannot be made: refused after the reconstruction and
+    # the renders (their files written, then removed)
+    (["jitter", "cat.png", "--count", "1", "--save-state", "taken/s.safetensors"],
+     "--save-state taken/s.safetensors: taken is a file, not a folder"),
+    (["transfer", "cat.png", "--to", "1", "--save-state", "taken/deeper/s.safetensors"],
+     "taken is a file, so the folder taken/deeper cannot be created"),
+    # with --overwrite, the pipe (or a device) was replaced by a file
+    (["jitter", "cat.png", "--save-state", "pipe.png", "--overwrite"], "--save-state pipe.png: is a named pipe (FIFO)"),
+    (["sample", "-o", "taken/samples"], "--output taken/samples: taken is a file"),
+    (["morph", "cat.png", "pipe.png"], "pipe.png: is a named pipe (FIFO), not an image file"),
+    (["jitter", "pipe.png"], "pipe.png: is a named pipe (FIFO), not an image file"),
+    (["jitter", "--from-state", "pipe.png"], "pipe.png: is a named pipe (FIFO), not a state file"),
+])
+def test_bad_paths_are_refused_before_any_work_without_blocking(run, fifo, tmp_path, args, words):
+    save_image(tmp_path / "cat.png")
+    (tmp_path / "taken").write_text("a file")
+    fifo("pipe.png")
+    out = [] if "-o" in args else ["-o", "out"]
+    result = run(*args, *out, preset=args[0] != "sample")
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert words in one_error_line(result) and result.stdout == ""
+    assert files(tmp_path) == ["cat.png", "pipe.png", "taken"] and (tmp_path / "pipe.png").is_fifo()
+
+
+def test_a_state_with_nan_values_is_refused(run, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    save_image(tmp_path / "cat.png")
+    assert run("jitter", "cat.png", "--count", "1", "--save-state", "s.safetensors", "-o", "a").exit_code == 0
+    with safe_open("s.safetensors", framework="pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    tensors["z"][0, 1] = float("nan")
+    save_file(tensors, "s.safetensors", metadata=metadata)
+    result = run("transfer", "--from-state", "s.safetensors", "--to", "1", "-o", "b", preset=False)
+    assert result.exit_code == 2
+    assert "s.safetensors: damaged state file (tensor 'z' holds NaN (1 of its" in one_error_line(result)
+    assert not (tmp_path / "b").exists()
+
+
 def test_a_state_for_another_prior_is_refused(run, wider_file, tmp_path):
     save_image(tmp_path / "cat.png")
     made = run("jitter", "cat.png", "--count", "1", "--save-state", "s.safetensors", "-o", "a")

@@ -4,6 +4,7 @@ random-weight BigGAN (as ``--prior biggan``) and a tiny preset file."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -269,6 +270,87 @@ def test_an_output_folder_that_is_a_file_exits_2(run, tmp_path):
     assert len(error_lines(result.stderr)) == 1 and (tmp_path / "taken").read_text() == "a file"
 
 
+@pytest.mark.parametrize("option, value, words", [
+    ("--metrics", "taken/m.json", "--metrics taken/m.json: taken is a file, not a folder"),
+    ("--metrics", "taken/deeper/m.json", "taken is a file, so the folder taken/deeper cannot be created"),
+    ("--metrics", "a.png", "--metrics a.png: refusing to overwrite an input"),
+    ("--metrics", "out/a_run.json", "--metrics out/a_run.json: an input's outputs may take this name"),
+    # with --overwrite, the pipe (or a device such as /dev/null) was replaced by a file
+    ("--metrics", "pipe", "--metrics pipe: is a named pipe (FIFO); give a file name"),
+    ("--save-state", "taken/{name}.safetensors", "--save-state taken/a.safetensors: taken is a file"),
+    ("--save-state", "a.png", "--save-state a.png: refusing to overwrite an input"),
+    ("--save-state", "out/{name}_restored.png", "--save-state out/a_restored.png: an input's outputs may take"),
+    ("-o", "taken/out", "--output taken/out: taken is a file, so the folder taken/out cannot be created"),
+])
+def test_output_paths_are_checked_before_any_work(option, value, words, dgp, tiny_files, tiny_biggan, fifo,
+                                                  monkeypatch, tmp_path):
+    # --metrics into a folder that could not be made: the restore ran, wrote its outputs,
+    # then exited 2 ("nothing done") while the JSON on stdout said "error": null.
+    monkeypatch.chdir(tmp_path)
+    save_image(tmp_path / "a.png")
+    (tmp_path / "taken").write_text("a file")
+    fifo("pipe")
+    out = [] if option == "-o" else ["-o", "out"]
+    result = dgp("restore", "a.png", "--preset", str(tiny_files[1]), "--device", "cpu", *out, option, value,
+                 "--overwrite")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert error_lines(result.stderr) == [f"Error: {error_lines(result.stderr)[0][7:]}"] and words in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "pipe", "taken"]
+    assert (tmp_path / "pipe").is_fifo()
+
+
+def test_a_refused_input_writes_no_metrics_and_creates_no_folder(run, tmp_path):
+    # The metrics file (and its folder) appeared although nothing was done (exit 2), and
+    # the next run then failed with "already exists".
+    result = run("missing.png", "--metrics", "reports/m.json")
+    assert result.exit_code == 2 and "missing.png: no such file" in result.stderr
+    assert json.loads(result.stdout)[0]["error"] == "missing.png: no such file"
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "out").exists()
+    save_image(tmp_path / "a.png")
+    done = run("a.png", "--metrics", "reports/m.json", "--save-state", "states/{name}.safetensors")
+    assert done.exit_code == 0, done.stderr  # the folders are created once the checks pass
+    assert json.loads((tmp_path / "reports" / "m.json").read_text()) == json.loads(done.stdout)
+    assert (tmp_path / "states" / "a.safetensors").is_file()
+
+
+def test_a_save_state_file_that_is_a_folder_is_refused_before_any_work(run, tmp_path):
+    # It was found when the state was written, after a's work and b's restoration, whose
+    # images stayed behind an input reported as failed.
+    save_image(tmp_path / "a.png")
+    save_image(tmp_path / "b.png", seed=1)
+    (tmp_path / "states" / "b.safetensors").mkdir(parents=True)
+    result = run("a.png", "b.png", "--save-state", "states/{name}.safetensors", "--quiet")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert error_lines(result.stderr) == ["Error: --save-state states/b.safetensors: is a folder; give a file name"]
+    assert not (tmp_path / "out").exists() and files(tmp_path / "states") == ["b.safetensors"]
+
+
+def test_a_fifo_named_as_an_input_is_refused_without_blocking(run, fifo, tmp_path):
+    fifo("pipe.png")
+    result = run("pipe.png", "--quiet")
+    assert result.exit_code == 2
+    assert error_lines(result.stderr) == ["Error: pipe.png: is a named pipe (FIFO), not an image file"]
+    save_image(tmp_path / "a.png")
+    batch = run("pipe.png", "a.png", "/dev/null", "--quiet")
+    assert batch.exit_code == 3
+    assert [r["error"] for r in json.loads(batch.stdout)] == [
+        "pipe.png: is a named pipe (FIFO), not an image file", None,
+        "/dev/null: is a character device, not an image file"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_outputs_get_the_mode_of_any_new_file(run, tmp_path, umask):
+    save_image(tmp_path / "a.png")
+    previous = os.umask(umask)
+    try:
+        result = run("a.png", "--quiet", "--metrics", "m.json", "--save-state", "a.safetensors")
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.stderr
+    written = [*(tmp_path / "out").iterdir(), tmp_path / "m.json", tmp_path / "a.safetensors"]
+    assert {p.name: p.stat().st_mode & 0o777 for p in written} == {p.name: 0o666 & ~umask for p in written}
+
+
 def test_an_existing_metrics_file_needs_overwrite(run, tmp_path):
     save_image(tmp_path / "a.png")
     (tmp_path / "m.json").write_text("[]")
@@ -321,13 +403,20 @@ def test_a_bad_input_among_good_ones_is_skipped_and_the_batch_exits_3(run, tmp_p
         f"{n}_{s}" for n in "ac" for s in ("restored.png", "observed.png", "run.json", "restored_full.png"))
 
 
-def test_same_names_from_two_folders_do_not_overwrite_each_other(run, tmp_path):
+def test_same_names_from_two_folders_exit_2_before_any_work_naming_both(run, tmp_path):
+    # The clash was found up front but reported in the second input's turn, after the
+    # first had been restored (its compute spent, its outputs written).
     for folder in ("x", "y"):
         (tmp_path / folder).mkdir()
         save_image(tmp_path / folder / "a.png")
-    result = run("x/a.png", "y/a.png", "--quiet")
-    assert result.exit_code == 3
-    assert "same names as those of x/a.png" in json.loads(result.stdout)[1]["error"]
+    save_image(tmp_path / "b.png")
+    for workers in ("1", "2"):
+        result = run("b.png", "x/a.png", "y/a.png", "--quiet", "--workers", workers)
+        assert result.exit_code == 2 and result.stdout == ""
+        assert error_lines(result.stderr) == [
+            "Error: x/a.png and y/a.png would both write a_restored.png (and the rest of their outputs) into "
+            "the same --output; restore them separately, each with its own --output"]
+        assert not (tmp_path / "out").exists()
 
 
 # ----------------------------------------------------------------------------- Ctrl-C
@@ -408,6 +497,26 @@ def test_ctrl_c_while_an_input_is_written_keeps_it_whole_and_reported_done(run, 
     assert files(tmp_path / "out") == ["a_observed.png", "a_restored.png", "a_run.json", "a_sheet.png"]
     json.loads((tmp_path / "out" / "a_run.json").read_text())
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+
+
+def test_a_sigterm_while_an_input_is_written_is_held_until_it_is_reported(sigint_is_ctrl_c):
+    """SIGTERM, like Ctrl-C, waits while an input's files are written; the first of
+    several signals is the one handed on."""
+    import signal
+
+    from dgp_toolkit.cli.restore import _CommitHold
+    from dgp_toolkit.cli.signals import Terminated, sigterm_as_interrupt
+
+    hold = _CommitHold()
+    with sigterm_as_interrupt():
+        hold.take()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(Terminated):
+            hold.release()
+        hold.take()
+        hold.release()  # nothing pending: nothing raised
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_save_state_then_jitter_from_state_reuses_the_reconstruction(run, dgp, tmp_path):
@@ -536,11 +645,10 @@ def register_degradations(register):
 """
 
 
-def test_ctrl_c_to_the_parent_alone_reaches_the_workers(plugin_dist, tiny_files, tmp_path):
-    """``kill -INT <dgp-tool>`` (not the terminal's Ctrl-C, which reaches every process):
-    the parent forwards it; both images in flight are cleaned up; exit 130."""
+def _slow_restore(plugin_dist, tiny_files, tmp_path, *extra: str, session: bool = False):
+    """``dgp-tool restore a.png b.png --degrade slow EXTRA`` in a child process, once every
+    process of it is inside an image; returns (the process, the number of such processes)."""
     import os
-    import signal
     import subprocess
     import time
 
@@ -553,21 +661,61 @@ def test_ctrl_c_to_the_parent_alone_reaches_the_workers(plugin_dist, tiny_files,
            "PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
     cmd = [sys.executable, "-c", "from dgp_toolkit.cli import main; main()", "restore", "a.png", "b.png",
            "--degrade", "slow", "--preset", str(tiny_files[1]), "--device", "cpu", "--iterations-scale", "200",
-           "--workers", "2", "--quiet", "-o", "out"]
+           "--quiet", "-o", "out", *extra]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_sigint_default)
+                            preexec_fn=_sigint_default, start_new_session=session)
+    inside = 2 if "--workers" in extra else 1
+    deadline = time.monotonic() + 120
+    while len(list(markers.iterdir())) < inside and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # until every process is inside an image
+    if len(list(markers.iterdir())) < inside:
+        proc.kill()
+        raise AssertionError(proc.communicate(timeout=120))
+    return proc
+
+
+def _stop(proc, signum: int, group: bool = False) -> tuple[str, str]:
+    import os
+
     try:
-        deadline = time.monotonic() + 120
-        while len(list(markers.iterdir())) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)  # until both workers are inside an image
-        assert len(list(markers.iterdir())) == 2, proc.communicate(timeout=120)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
+        if group:
+            os.killpg(proc.pid, signum)  # systemd, docker, a scheduler: every process of the job
+        else:
+            proc.send_signal(signum)  # `kill PID`, torchrun: the parent alone
+        return proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_ctrl_c_to_the_parent_alone_reaches_the_workers(plugin_dist, tiny_files, tmp_path):
+    """``kill -INT <dgp-tool>`` (not the terminal's Ctrl-C, which reaches every process):
+    the parent forwards it; both images in flight are cleaned up; exit 130."""
+    import signal
+
+    proc = _slow_restore(plugin_dist, tiny_files, tmp_path, "--workers", "2")
+    stdout, stderr = _stop(proc, signal.SIGINT)
     assert proc.returncode == 130, stderr
     assert "Interrupted." in stderr
     assert [r["error"] for r in json.loads(stdout)] == ["interrupted", "interrupted"]
+    assert files(tmp_path / "out") == []
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("extra, group", [((), False), (("--workers", "2"), False), (("--workers", "2"), True)],
+                         ids=["one-process", "workers-parent-alone", "workers-whole-group"])
+def test_sigterm_is_handled_as_ctrl_c_and_exits_143(plugin_dist, tiny_files, tmp_path, extra, group):
+    """What torchrun, systemd, docker and batch schedulers send: it ended the process at
+    once (143, nothing printed, no JSON). Now: the inputs in flight are cleaned up and
+    reported interrupted, one line on stderr, exit 143."""
+    import signal
+
+    proc = _slow_restore(plugin_dist, tiny_files, tmp_path, *extra, "--metrics", "m.json", session=group)
+    stdout, stderr = _stop(proc, signal.SIGTERM, group=group)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "Terminated." and "Traceback" not in stderr
+    records = json.loads(stdout)
+    assert [r["error"] for r in records] == ["interrupted"] * (2 if extra else 1)
+    assert json.loads((tmp_path / "m.json").read_text()) == records
     assert files(tmp_path / "out") == []
     assert not list(tmp_path.rglob("*.tmp"))

@@ -249,3 +249,76 @@ def test_a_missing_d_file_is_reported_before_the_g_file_is_read(dgp, tmp_path):
                  "--as", "x")
     assert_one_line_error(result, 2, "weights file not found", "D_nope.pth")
     assert "reading" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- bad input and faults (issue 24)
+def test_weights_with_nan_or_inf_are_refused_at_import_naming_the_first_bad_tensor(dgp, tmp_path, home):
+    # They were imported, passed verify, and a restore with them ran for minutes before
+    # failing on a non-finite loss.
+    g, d, G_sd, D_sd = save_pair(tmp_path / "src", SMALL)
+    cfg = write_config(tmp_path / "a.json", SMALL)
+    G_sd["blocks.1.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    G_sd["output_layer.2.weight"].fill_(float("inf"))  # later in the file: not the one named
+    torch.save(G_sd, g)
+    result = dgp("weights", "import", g, d, "--config", cfg, "--as", "x")
+    assert_one_line_error(result, 2, f"{g}: tensor 'blocks.1.0.conv1.weight' holds NaN (1 of its",
+                          "damaged (or their training diverged)")
+    assert not (home / "weights").exists() or list((home / "weights").iterdir()) == []
+    g2, d2, _, D_sd = save_pair(tmp_path / "src2", SMALL)
+    D_sd["linear.weight"][0, :3] = float("-inf")
+    torch.save(D_sd, d2)
+    result = dgp("weights", "import", g2, d2, "--config", cfg, "--as", "x")
+    assert_one_line_error(result, 2, f"{d2}: tensor 'linear.weight' holds infinity (3 of its")
+
+
+def test_verify_finds_nan_weights_stored_before_imports_refused_them(dgp, tmp_path, home):
+    from safetensors.torch import load_file, save_file
+
+    g, d, _, _ = save_pair(tmp_path / "src", SMALL)
+    assert dgp("weights", "import", g, d, "--config", write_config(tmp_path / "a.json", SMALL),
+               "--as", "x").exit_code == 0
+    stored, record_file = home / "weights" / "x.safetensors", home / "weights" / "x.json"
+    tensors = load_file(stored)
+    tensors["G.shared.weight"][2, 5] = float("nan")
+    save_file(tensors, stored, metadata={"format": "dgp-toolkit-biggan/1"})
+    record = json.loads(record_file.read_text())  # as an older version recorded such a file
+    record.update(sha256=store.sha256_file(stored), size=stored.stat().st_size)
+    record_file.write_text(json.dumps(record))
+    result = dgp("weights", "verify", "x")
+    assert "x: non-finite (tensor 'G.shared.weight' holds NaN (1 of its" in result.stdout
+    assert_one_line_error(result, 1, "1 of 1 failed verification: x is non-finite")
+    load = dgp("restore", str(tmp_path / "no.png"), "--prior", "x", "--device", "cpu")
+    assert_one_line_error(load, 2, "tensor 'shared.weight' holds NaN")  # refused before any input is read
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_imported_files_get_the_mode_of_any_new_file(dgp, tmp_path, home, umask):
+    # The .safetensors was 0600 (safetensors' own mode) beside a 0644 .json record.
+    g, d, _, _ = save_pair(tmp_path / "src", SMALL)
+    previous = os.umask(umask)
+    try:
+        result = dgp("weights", "import", g, d, "--config", write_config(tmp_path / "a.json", SMALL), "--as", "x")
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.stderr
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (home / "weights").iterdir()}
+    assert modes == {"x.safetensors": 0o666 & ~umask, "x.json": 0o666 & ~umask}
+
+
+def test_a_fifo_given_as_a_weights_or_config_file_is_refused_without_blocking(dgp, tmp_path, fifo):
+    g, d, _, _ = save_pair(tmp_path / "src", SMALL)
+    cfg = write_config(tmp_path / "a.json", SMALL)
+    fifo = fifo("pipe.pth")
+    assert_one_line_error(dgp("weights", "import", g, str(fifo), "--config", cfg, "--as", "x"), 2,
+                          f"{fifo}: is a named pipe (FIFO), not a weights file")
+    assert_one_line_error(dgp("weights", "import", g, d, "--config", str(fifo), "--as", "x"), 2,
+                          f"{fifo}: is a named pipe (FIFO), not a JSON file")
+
+
+def test_an_unwritable_cache_is_refused_before_the_files_are_read(dgp, tmp_path, home, monkeypatch):
+    g, d, _, _ = save_pair(tmp_path / "src", SMALL)
+    (tmp_path / "taken").write_text("a file")
+    monkeypatch.setenv(store.ENV_HOME, str(tmp_path / "taken" / "cache"))
+    result = dgp("weights", "import", g, d, "--config", write_config(tmp_path / "a.json", SMALL), "--as", "x")
+    assert_one_line_error(result, 1, "cannot write to the weights cache", "taken is a file", "set DGP_TOOLKIT_HOME")
+    assert "reading" not in result.stderr

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from dgp_toolkit.testing import DegradationContract
+from dgp_toolkit.registry import reset_registry
 
 EXAMPLE_PLUGIN_DIR = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "pixelate"
 
@@ -253,22 +254,70 @@ def test_a_broken_plugin_is_listed_with_its_error(dgp, pixelate, broken, tmp_pat
     assert dgp("pixelate-preview", str(source), str(tmp_path / "o.png"), "--size", "2").exit_code == 0
 
 
-def test_strict_mode_turns_the_warning_into_exit_1(dgp, broken, monkeypatch):
+@pytest.mark.parametrize("args", [("degradations",), ("restore", "a.png"), ("plugins-typo",)])
+def test_strict_mode_turns_the_warning_into_exit_1(dgp, broken, monkeypatch, args):
     monkeypatch.setenv("DGP_TOOLKIT_STRICT_PLUGINS", "1")
-    result = dgp("plugins")
+    result = dgp(*args)
     assert result.exit_code == 1
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: plugin 'broken' (distribution dgp-toolkit-broken 2.0)")
+    assert "DGP_TOOLKIT_STRICT_PLUGINS is set" in lines[0]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_strict_mode_still_lets_plugins_report_every_plugin(dgp, pixelate, broken, monkeypatch, as_json):
+    # It died with the strict error before listing anything: the one command that
+    # diagnoses a broken plugin could not run. Now it lists all, then exits 1.
+    monkeypatch.setenv("DGP_TOOLKIT_STRICT_PLUGINS", "1")
+    result = dgp("plugins", *(["--json"] if as_json else []))
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: plugin 'broken' (distribution dgp-toolkit-broken 2.0)")
+    if as_json:
+        assert plugin_row(result, "broken")["error"].startswith("import failed: RuntimeError: this plugin is broken")
+        assert plugin_row(result, "pixelate")["error"] is None  # loaded after the broken one, listed too
+    else:
+        assert "skipped: import failed: RuntimeError" in result.stdout and "dgp-toolkit-pixelate" in result.stdout
 
 
 def test_strict_mode_in_a_real_process(broken):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DGP_TOOLKIT_")}
     env.update(DGP_TOOLKIT_STRICT_PLUGINS="1", PYTHONPATH=str(broken))
-    code = "from dgp_toolkit.cli import main; main(['plugins'])"
+    code = "from dgp_toolkit.cli import main; main(['plugins', '--json'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 1
     assert "Error: plugin 'broken'" in out.stderr and "Traceback" not in out.stderr
+    assert "broken" in {row["entry_point"] for row in json.loads(out.stdout)}
+
+
+@pytest.mark.parametrize("where", ["import", "hook"])
+def test_a_plugin_calling_sys_exit_is_skipped_like_any_broken_plugin(dgp, pixelate, plugin_dist, where):
+    # SystemExit is no Exception: it went through the loader and ended every command,
+    # --help included, silently, with the plugin's exit code.
+    source = ("import sys\nsys.exit(7)\n" if where == "import" else
+              "from dgp_toolkit import hookimpl\nimport sys\n\n@hookimpl\n"
+              "def register_degradations(register):\n    sys.exit(7)\n")
+    plugin_dist("dgp-toolkit-quitter", entry_points={"quitter": "dgp_quitter_mod"},
+                modules={"dgp_quitter_mod": source})
+    for args in (("--help",), ("degradations", "--json")):
+        reset_registry()  # load the plugins again, as a new process would
+        result = dgp(*args)
+        assert result.exit_code == 0, result.stderr
+        assert_one_warning(result.stderr, "'quitter'", "SystemExit: it called sys.exit(7)")
+    assert "pixelate" in {row["name"] for row in json.loads(result.stdout)}  # loaded after it
+    row = plugin_row(dgp("plugins", "--json"), "quitter")
+    assert "SystemExit: it called sys.exit(7)" in row["error"]
+
+
+def test_a_plugin_interrupted_at_import_still_stops_the_tool(plugin_dist):
+    site = plugin_dist("dgp-toolkit-ctrlc", entry_points={"ctrlc": "dgp_ctrlc_mod"},
+                       modules={"dgp_ctrlc_mod": "raise KeyboardInterrupt\n"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DGP_TOOLKIT_")}
+    env["PYTHONPATH"] = str(site)
+    code = "from dgp_toolkit.cli import main; main(['--version'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 130 and out.stderr.strip() == "Interrupted." and out.stdout == ""
 
 
 def test_disable_removes_the_plugin(dgp, pixelate, broken, monkeypatch):

@@ -107,6 +107,10 @@ def test_third_party_plugin_is_attributed(monkeypatch):
         ({"register_commands": hookimpl(lambda cli: cli.unknown_method(), specname="register_commands"),
           "register_schedules": registrar("register_schedules", dropped=Thing)},
          "register_commands raised AttributeError"),
+        ({"register_losses": hookimpl(lambda register: sys.exit(3), specname="register_losses")},
+         "register_losses raised SystemExit: it called sys.exit(3)"),
+        ({"register_commands": hookimpl(lambda cli: sys.exit("bye"), specname="register_commands")},
+         "register_commands raised SystemExit: it called sys.exit('bye')"),
     ],
 )
 def test_failing_third_party_plugin_is_skipped_with_one_warning(monkeypatch, capsys, functions, reason):
@@ -125,6 +129,15 @@ def test_failing_third_party_plugin_is_skipped_with_one_warning(monkeypatch, cap
     assert manager.warnings == [err.strip()]
     # the manager no longer calls it
     assert not manager.pm.has_plugin("bad")
+
+
+def test_ctrl_c_in_a_plugin_hook_still_stops_the_loading(monkeypatch):
+    def hook(register):
+        raise KeyboardInterrupt
+
+    make_module(monkeypatch, "fake_ctrl_c", register_losses=hookimpl(hook, specname="register_losses"))
+    with pytest.raises(KeyboardInterrupt):
+        load(eps=[entry_point("ctrl_c", "fake_ctrl_c")])
 
 
 def test_clash_with_an_existing_name_skips_the_later_plugin(monkeypatch, capsys):

@@ -69,6 +69,13 @@ def test_lazy_factory_imports_only_when_used(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "lazy_target_mod")
 
 
+def test_a_lazy_factory_whose_module_calls_sys_exit_is_a_plugin_error(monkeypatch, tmp_path):
+    (tmp_path / "lazy_exit_mod.py").write_text("import sys\nsys.exit(4)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match=r"importing lazy_exit_mod failed \(SystemExit: it called sys.exit\(4\)\)"):
+        LazyFactory("lazy_exit_mod:Thing")()
+
+
 @pytest.mark.parametrize("target", ["no_colon", ":x", "mod:"])
 def test_lazy_factory_needs_module_and_attribute(target):
     with pytest.raises(PluginError):

@@ -9,9 +9,14 @@ raised                          exit code  shown on stderr
 ``DGPUsageError``               2          ``Error: <message>``
 other ``DGPError``              1          ``Error: <message>``
 ``KeyboardInterrupt``           130        ``Interrupted.``
+SIGTERM (``Terminated``)        143        ``Terminated.``
 any other exception             1          one line; the traceback only with ``--debug``
 ``click`` exceptions            Click's    Click's usual message
 ==============================  =========  ===========================================
+
+SIGTERM is handled as Ctrl-C (:mod:`dgp_toolkit.cli.signals`): the same clean-up, exit 143.
+Under ``DGP_TOOLKIT_STRICT_PLUGINS`` a broken plugin stops every command (exit 1) except
+``plugins``, which lists every plugin with its error and then exits 1.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 import click
 
 from dgp_toolkit._version import __version__
+from dgp_toolkit.cli.signals import SIGTERM_EXIT_CODE, Terminated, sigterm_as_interrupt
 from dgp_toolkit.errors import DGPError, DGPUsageError
 
 PROG_NAME = "dgp-tool"
@@ -70,21 +76,24 @@ class CLIError(click.ClickException):
 
 
 class Interrupted(click.ClickException):
-    """Ctrl-C: exit 130 with one line, no traceback."""
+    """Ctrl-C (exit 130) or SIGTERM (exit 143): one line, no traceback."""
 
-    exit_code = 130
-
-    def __init__(self) -> None:
-        super().__init__("interrupted")
+    def __init__(self, terminated: bool = False) -> None:
+        super().__init__("terminated" if terminated else "interrupted")
+        self.exit_code = SIGTERM_EXIT_CODE if terminated else 130
 
     def show(self, file: Any = None) -> None:
-        click.echo("Interrupted.", err=True)
+        click.echo("Terminated." if self.exit_code == SIGTERM_EXIT_CODE else "Interrupted.", err=True)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _debug_enabled(ctx: click.Context | None = None) -> bool:
     if ctx is not None and ctx.find_root().params.get("debug"):
         return True
-    return os.environ.get(ENV_DEBUG, "").strip().lower() not in ("", "0", "false", "no", "off")
+    return _env_flag(ENV_DEBUG)
 
 
 def _print_traceback() -> None:
@@ -96,7 +105,7 @@ def _print_traceback() -> None:
 def translate_exception(exc: BaseException, debug: bool) -> click.ClickException:
     """Map an exception raised by a command to the Click exception that reports it."""
     if isinstance(exc, KeyboardInterrupt):
-        return Interrupted()
+        return Interrupted(terminated=isinstance(exc, Terminated))
     if isinstance(exc, DGPUsageError):
         return CLIError(str(exc), 2)
     if isinstance(exc, DGPError):
@@ -107,11 +116,25 @@ def translate_exception(exc: BaseException, debug: bool) -> click.ClickException
 
 
 class DGPGroup(click.Group):
-    """A ``click.Group`` that maps exceptions to one-line errors and exit codes."""
+    """A ``click.Group`` that maps exceptions to one-line errors and exit codes.
+
+    ``plugin_manager`` is the plugin manager its commands came from; ``strict_error``, when
+    set, is what strict mode raised for a broken plugin: every command but ``plugins``
+    stops with it.
+    """
+
+    plugin_manager: Any = None
+    strict_error: Exception | None = None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if self.strict_error is not None and args[:1] != ["plugins"]:
+            raise self.strict_error  # also for a name no plugin provides: it may be the broken one's
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except (Exception, KeyboardInterrupt) as exc:
@@ -126,8 +149,9 @@ def make_cli() -> click.Group:
 
     Loads the plugins if needed and collects their commands (:data:`COMMAND_PLUGINS`
     first), so plugin warnings are printed now; raises
-    :class:`~dgp_toolkit.errors.PluginError` if a built-in plugin is broken or, in strict
-    mode, any plugin is. Each call returns a new group.
+    :class:`~dgp_toolkit.errors.PluginError` if a built-in plugin is broken. In strict
+    mode a broken third-party plugin makes every command but ``plugins`` fail (see
+    :func:`load_plugins`). Each call returns a new group.
 
     >>> from click.testing import CliRunner
     >>> CliRunner().invoke(make_cli(), ["--version"]).output.startswith("dgp-tool ")
@@ -150,11 +174,33 @@ def make_cli() -> click.Group:
     def cli(debug: bool) -> None:
         pass
 
-    from dgp_toolkit.plugin_manager import get_plugin_manager
-
-    for name, entry in get_plugin_manager().collect_commands(COMMAND_PLUGINS).items():
+    cli.plugin_manager, commands, cli.strict_error = load_plugins()
+    for name, entry in commands.items():
         cli.add_command(entry.command, name)
     return cli
+
+
+def load_plugins() -> tuple[Any, dict[str, Any], Exception | None]:
+    """The plugin manager, the commands it collected, and the error strict mode raised for a
+    broken plugin (or ``None``).
+
+    Under ``DGP_TOOLKIT_STRICT_PLUGINS`` a broken plugin stops the shared manager from
+    loading; the plugins are then loaded again the lenient way, without warnings, so that
+    ``dgp-tool plugins`` can list every one with its error. A broken built-in plugin
+    still raises.
+    """
+    from dgp_toolkit.errors import PluginError
+    from dgp_toolkit.plugin_manager import ENV_STRICT, PluginManager, get_plugin_manager
+
+    try:
+        manager = get_plugin_manager()
+        return manager, manager.collect_commands(COMMAND_PLUGINS), None
+    except PluginError as exc:
+        if not _env_flag(ENV_STRICT):
+            raise
+        lenient = {k: v for k, v in os.environ.items() if k != ENV_STRICT}
+        manager = PluginManager.load(environ=lenient, warn=False)
+        return manager, manager.collect_commands(COMMAND_PLUGINS), exc
 
 
 def main(argv: list[str] | None = None) -> None:

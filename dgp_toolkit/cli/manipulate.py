@@ -12,7 +12,6 @@ stderr.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -23,9 +22,11 @@ import click
 
 from dgp_toolkit.cli.output import FOLDER, POSITIVE, SEED
 from dgp_toolkit.hookspecs import hookimpl
+from dgp_toolkit.paths import check_output_file, check_output_folder
 
 FIT_CHOICES = ("crop", "pad", "resize")  # dgp_toolkit.images.FIT_MODES, without importing numpy here
-EXIT_CODES = "Exit codes: 0 done; 1 a runtime failure; 2 a usage error (nothing written); 130 interrupted."
+EXIT_CODES = ("Exit codes: 0 done; 1 a runtime failure; 2 a usage error (nothing written); 130 interrupted "
+              "(Ctrl-C); 143 stopped by SIGTERM (handled as Ctrl-C).")
 
 
 # --------------------------------------------------------------------------- shared options
@@ -91,18 +92,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "class"
 
 
-def _check_output_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise _usage(f"--output {out}: exists and is not a folder; give a folder for the outputs")
-    probe = out
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise _usage(f"--output {out}: {probe} is a file, so the folder cannot be created")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise _usage(f"--output {out}: cannot write to {probe} (permission denied)")
-
-
 class Outputs:
     """The files a command will write: checked before any work, written atomically, all or none."""
 
@@ -113,16 +102,11 @@ class Outputs:
         self.written: list[Path] = []
 
     def plan(self, path: Path, option: str = "") -> Path:
-        where = f"{option} " if option else ""
-        for source in self.protect:
-            if path.resolve() == source.resolve():
-                raise _usage(f"{where}{path}: refusing to overwrite an input; choose another output")
+        """Check ``path`` (see :func:`~dgp_toolkit.paths.check_output_file`; ``option`` names
+        where it comes from) and add it to the files to write."""
         if path in self.planned:
-            raise _usage(f"{where}{path}: two outputs would have the same name")
-        if path.is_dir():
-            raise _usage(f"{where}{path}: is a folder; give a file name")
-        if path.exists() and not self.overwrite:
-            raise _usage(f"{where}{path} already exists; pass --overwrite to replace it")
+            raise _usage(f"{option + ' ' if option else ''}{path}: two outputs would have the same name")
+        check_output_file(path, option, overwrite=self.overwrite, protect=self.protect)
         self.planned.append(path)
         return path
 
@@ -226,7 +210,7 @@ def _reconstruct_image(image: Path, prior: Any, opts: dict[str, Any]) -> Any:
 def _prepare(image: Path | None, from_state: Path | None, save_state_path: Path | None, opts: dict[str, Any],
              ) -> tuple[Any, Any, str, list[Path]]:
     """The state (or ``None``), the prior, the name of the outputs and the inputs to protect."""
-    _check_output_dir(opts["out_dir"])
+    check_output_folder(opts["out_dir"], "--output")
     state = _start(image, from_state, save_state_path, opts["class_"])
     prior = _load_prior(opts["prior"], opts["device"], opts["weights"], state)
     if state is None:
@@ -414,7 +398,7 @@ def morph_command(image_a: Path, image_b: Path, steps: int, class_: tuple[str, .
     if len(class_) > 2:
         raise _usage(f"--class: give it once (both images) or twice (A, then B), not {len(class_)} times")
     labels = (class_[0], class_[-1]) if class_ else (None, None)
-    _check_output_dir(opts["out_dir"])
+    check_output_folder(opts["out_dir"], "--output")
     from dgp_toolkit.images import read_image
 
     states = []
@@ -489,7 +473,7 @@ def sample_command(class_: str | None, count: int, std: float, **opts: Any) -> N
     from dgp_toolkit.manipulate import sample
 
     start = time.perf_counter()
-    _check_output_dir(opts["out_dir"])
+    check_output_folder(opts["out_dir"], "--output")
     prior = _load_prior(opts["prior"], opts["device"], opts["weights"])
     index = None if class_ is None else int(prior.class_index(class_))
     names = tuple(prior.class_names)

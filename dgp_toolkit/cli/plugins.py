@@ -13,7 +13,9 @@ def plugins_command(as_json: bool) -> None:
     """List the loaded plugins and what each registers.
 
     Built-in plugins are listed under the distribution dgp-toolkit. A plugin that
-    failed to load is listed with its error (and was skipped).
+    failed to load is listed with its error (and was skipped). Under
+    DGP_TOOLKIT_STRICT_PLUGINS=1 every plugin is listed all the same, and then the
+    command exits 1 if one failed.
 
     \b
     JSON form: a list of {"entry_point", "distribution", "version",
@@ -23,7 +25,8 @@ def plugins_command(as_json: bool) -> None:
     from dgp_toolkit.cli.output import echo_json, stderr_console, stdout_console
     from dgp_toolkit.plugin_manager import ENV_DISABLE, get_plugin_manager
 
-    manager = get_plugin_manager()
+    root = click.get_current_context().find_root().command  # make_cli's group: its plugin manager
+    manager = getattr(root, "plugin_manager", None) or get_plugin_manager()
     rows = [info.as_dict() for info in manager.plugins]
     if as_json:
         echo_json(rows)
@@ -55,6 +58,9 @@ def plugins_command(as_json: bool) -> None:
         stderr_console().print(
             f"disabled by {ENV_DISABLE}: {', '.join(manager.disabled)}", markup=False
         )
+    strict_error = getattr(root, "strict_error", None)
+    if strict_error is not None:
+        raise strict_error
 
 
 @hookimpl

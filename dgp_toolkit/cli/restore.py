@@ -1,11 +1,14 @@
 """``dgp-tool restore``: restore images with a deep generative prior, one after the other
 (or ``--workers N`` at a time, in N processes).
 
-Everything that can be checked before any work is (exit 2): the degradations, the
-prior, the class, the preset, the device, the output folder and the metrics file. Then
-each input in turn: read, check that none of its outputs exists (unless
-``--overwrite``), restore, write its outputs atomically. A bad input is reported (one
-line on stderr, its ``error`` in the JSON list) and skipped; the others go on.
+Everything that can be checked before any work is (exit 2): the output folder, the
+metrics file and the --save-state files (that their folders can be created; nothing is
+created yet), inputs whose outputs would have the same names, the degradations, the
+prior, the class, the preset, the device. Then each input in turn: read, check that
+none of its outputs exists (unless ``--overwrite``), restore, write its outputs
+atomically (creating the folders). A bad input is reported (one line on stderr, its
+``error`` in the JSON list) and skipped; the others go on. SIGTERM stops the command
+as Ctrl-C does (exit 143 instead of 130).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from typing import Any
 import click
 
 from dgp_toolkit.cli.output import FOLDER, POSITIVE, SEED
+from dgp_toolkit.cli.signals import INTERRUPT_SIGNALS, Terminated, interrupt_for
 from dgp_toolkit.hookspecs import hookimpl
+from dgp_toolkit.paths import check_output_file, check_output_folder
 
 #: Suffixes of the images a folder input expands to.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -48,8 +53,9 @@ stdout (and --metrics FILE): a JSON list, one object per input:
   Scores only with --simulate; an infinite PSNR (identical images) is written null.
 
 \b
-Exit codes: 0 all restored; 2 a usage error (nothing done); 3 some inputs failed (one
-input alone: 2 for a bad input, 1 for a runtime failure); 130 interrupted.
+Exit codes: 0 all restored; 2 a usage error (nothing done, nothing written); 3 some
+inputs failed (one input alone: 2 for a bad input, 1 for a runtime failure); 130
+interrupted (Ctrl-C); 143 stopped by SIGTERM (handled as Ctrl-C).
 
 \b
 Examples:
@@ -66,20 +72,6 @@ class _Entry:
 
     path: Path
     error: str | None = None
-
-
-def _check_output_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise _usage(f"--output {out}: exists and is not a folder; give a folder for the outputs")
-    probe = out
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise _usage(f"--output {out}: {probe} is a file, so the folder cannot be created")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise _usage(f"--output {out}: cannot write to {probe} (permission denied)")
 
 
 def _usage(message: str) -> Exception:
@@ -320,7 +312,7 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
 @click.option("--simulate", is_flag=True,
               help="The input is clean: degrade it first, then score the observation and the result against it.")
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=None, metavar="FILE.json",
-              help="Also write the JSON list to this file.")
+              help="Also write the JSON list to this file (its folder created if missing; not on exit 2).")
 @click.option("--sheet", is_flag=True, help="Also write NAME_sheet.png: input, observation, stages, result.")
 @click.option("--iterations-scale", type=POSITIVE, default=1.0, show_default=True,
               metavar="F", help="Multiply every stage's iterations (0.1 for a quick look).")
@@ -332,7 +324,8 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None, overwrite: b
                    "CPUs, recent GPUs); auto: bf16 only there, float32 elsewhere.")
 @click.option("--save-state", "save_state", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE", help="Also save each reconstruction (z, class, tuned generator) for "
-              "`jitter/transfer --from-state`; with several inputs FILE must contain {name}.")
+              "`jitter/transfer --from-state`; with several inputs FILE must contain {name} "
+              "(folders created if missing).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, metavar="N",
               help="Restore N inputs at a time in N processes, each with 1/N of the torch threads "
                    "(more images per hour on a CPU; each process holds its own prior).")
@@ -355,41 +348,36 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
     opts = dict(prior=prior, weights=weights, class_=class_, preset=preset, seed=seed, device=device,
                 fit=fit, simulate=simulate, iterations_scale=iterations_scale, runs=runs, precision=precision)
     from dgp_toolkit.cli.output import stderr_console
-    from dgp_toolkit.errors import DGPUsageError
     from dgp_toolkit.restoration import prepare_restore
 
     console = stderr_console()
     debug = bool(ctx.find_root().params.get("debug"))
 
-    # ---- everything a user can get wrong, before any work (exit 2)
-    _check_output_dir(out_dir)
-    if metrics_path is not None:
-        if metrics_path.is_dir():
-            raise DGPUsageError(f"--metrics {metrics_path}: is a folder; give a file name")
-        if metrics_path.exists() and not overwrite:
-            raise DGPUsageError(f"--metrics {metrics_path}: already exists; pass --overwrite to replace it")
+    # ---- everything a user can get wrong, before any work (exit 2); nothing is created yet
+    check_output_folder(out_dir, "--output")
     entries = expand_inputs(inputs, out_dir)
+    _check_name_clashes(entries)
+    protect = [e.path for e in entries]
+    if metrics_path is not None:
+        _check_metrics_path(metrics_path, out_dir, overwrite, protect)
+    if save_state is not None:
+        _check_save_state(save_state, entries, out_dir, protect)
     setup = prepare_restore(list(degrade), prior, preset=preset, label=class_, device=device, weights=weights)
     preset_name = getattr(setup.preset, "name", str(preset))
-    protect = [e.path for e in entries]
-    if save_state is not None and len(entries) > 1 and "{name}" not in str(save_state):
-        raise DGPUsageError(f"--save-state {save_state}: with several inputs, put {{name}} in the file name "
-                            "(e.g. --save-state states/{name}.safetensors)")
 
     job = _Job(degrade=list(degrade), opts=opts, out_dir=out_dir, sheet=sheet, overwrite=overwrite,
                quiet=quiet, save_state=save_state, protect=protect, preset_name=preset_name, debug=debug)
-    pre_errors = _name_clashes(entries)
-    if workers > 1 and sum(1 for i, e in enumerate(entries) if not e.error and i not in pre_errors) > 1:
-        records, codes = _run_parallel(job, setup, entries, pre_errors, workers, metrics_path)
+    if workers > 1 and sum(1 for e in entries if not e.error) > 1:
+        records, codes = _run_parallel(job, setup, entries, workers, metrics_path)
     else:
         records, codes = [], []
         hold = _CommitHold()
-        for index, entry in enumerate(entries):
+        for entry in entries:
             record = _new_record(entry, setup, preset_name)
             try:
                 try:
                     with _ProgressDisplay(entry.path.stem, enabled=not quiet) as display:
-                        code, lines = _restore_entry(setup, job, entry, pre_errors.get(index), record, display, hold)
+                        code, lines = _restore_entry(setup, job, entry, record, display, hold)
                 finally:
                     records.append(record)
                 codes.append(code)
@@ -399,10 +387,11 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
                 _emit(records, metrics_path, overwrite)
                 raise
 
-    _emit(records, metrics_path, overwrite)
     failed = [c for c in codes if c]
-    if failed:
-        ctx.exit(failed[0] if len(codes) == 1 else 3)
+    code = (failed[0] if len(codes) == 1 else 3) if failed else 0
+    _emit(records, None if code == 2 else metrics_path, overwrite)  # exit 2: nothing done, nothing written
+    if code:
+        ctx.exit(code)
 
 
 # ----------------------------------------------------------------------------- one input
@@ -429,20 +418,45 @@ class _Job:
                                device=o["device"], weights=o["weights"])
 
 
-def _name_clashes(entries: list[_Entry]) -> dict[int, str]:
-    """Inputs whose outputs would take the names of an earlier input's (index -> error)."""
+def _check_name_clashes(entries: list[_Entry]) -> None:
+    """Two inputs whose outputs would have the same names (x/a.png, y/a.png): exit 2, naming both."""
     names: dict[str, Path] = {}
-    clashes: dict[int, str] = {}
-    for index, entry in enumerate(entries):
+    for entry in entries:
         if entry.error:
             continue
         name = entry.path.stem
         if name in names:
-            clashes[index] = (f"its outputs would have the same names as those of {names[name]} "
-                              f"({name}_restored.png ...); restore it separately with another --output")
-        else:
-            names[name] = entry.path
-    return clashes
+            raise _usage(f"{names[name]} and {entry.path} would both write {name}_restored.png (and the rest "
+                         "of their outputs) into the same --output; restore them separately, each with its "
+                         "own --output")
+        names[name] = entry.path
+
+
+def _check_metrics_path(path: Path, out_dir: Path, overwrite: bool, protect: list[Path]) -> None:
+    check_output_file(path, "--metrics", overwrite=overwrite, protect=protect)
+    _check_not_an_output(path, out_dir, "--metrics")
+
+
+def _check_not_an_output(path: Path, out_dir: Path, option: str) -> None:
+    if path.parent.resolve() == out_dir.resolve() and _is_our_output(path):
+        raise _usage(f"{option} {path}: an input's outputs may take this name; give another file name")
+
+
+def _state_path(template: Path, name: str) -> Path:
+    return Path(str(template).replace("{name}", name))
+
+
+def _check_save_state(template: Path, entries: list[_Entry], out_dir: Path, protect: list[Path]) -> None:
+    """--save-state: {name} with several inputs, and each input's file can be written (whether
+    it exists already is that input's error, as for its other outputs)."""
+    if len(entries) > 1 and "{name}" not in str(template):
+        raise _usage(f"--save-state {template}: with several inputs, put {{name}} in the file name "
+                     "(e.g. --save-state states/{name}.safetensors)")
+    for entry in entries:
+        if not entry.error:
+            path = _state_path(template, entry.path.stem)
+            check_output_file(path, "--save-state", overwrite=True, protect=protect)
+            _check_not_an_output(path, out_dir, "--save-state")
 
 
 def _new_record(entry: _Entry, setup: Any, preset_name: str) -> dict[str, Any]:
@@ -462,50 +476,54 @@ def _print_lines(console: Any, lines: list[tuple[str, str | None]]) -> None:
 
 
 class _CommitHold:
-    """Holds Ctrl-C back while an input's outputs are written and until it is reported done.
+    """Holds Ctrl-C (and SIGTERM) back while an input's outputs are written and until it is
+    reported done.
 
     Once an input is restored, writing its files takes milliseconds; a Ctrl-C that lands
     between the last write and the record saying "done" would otherwise leave whole files
     behind an input reported ``interrupted`` (or, in the parent, no JSON at all). ``take()``
-    (before the writes) makes SIGINT only be noted; ``release()`` (once the caller has
-    recorded the input) puts the previous handler back and, if a Ctrl-C came meanwhile,
-    hands it on now. Several signals in between count as one (a terminal's Ctrl-C and the
-    parent's forwarded one both reach a worker). Outside the main thread it does nothing.
+    (before the writes) makes SIGINT and SIGTERM only be noted; ``release()`` (once the
+    caller has recorded the input) puts the previous handlers back and, if a signal came
+    meanwhile, hands the first one on now. Several signals in between count as one (a
+    terminal's Ctrl-C and the parent's forwarded one both reach a worker). Outside the
+    main thread it does nothing.
     """
 
     def __init__(self) -> None:
-        self.previous: Any = None
-        self.pending = False
+        self.previous: dict[int, Any] = {}
+        self.pending: int | None = None
 
     def take(self) -> None:
         import signal
         import threading
 
-        if self.previous is not None or threading.current_thread() is not threading.main_thread():
+        if self.previous or threading.current_thread() is not threading.main_thread():
             return
-        self.previous = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self._note)
+        for signum in INTERRUPT_SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._note)
 
     def _note(self, signum: int, frame: Any) -> None:
-        self.pending = True
+        if self.pending is None:
+            self.pending = signum
 
     def release(self) -> None:
         import signal
 
-        if self.previous is None:
+        previous, self.previous = self.previous, {}
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        signum, self.pending = self.pending, None
+        if signum is None:
             return
-        previous, self.previous = self.previous, None
-        signal.signal(signal.SIGINT, previous)
-        if self.pending:
-            self.pending = False
-            if callable(previous):
-                previous(signal.SIGINT, None)
-            elif previous != signal.SIG_IGN:
-                raise KeyboardInterrupt
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, None)
+        elif handler != signal.SIG_IGN:
+            raise interrupt_for(signum)
 
 
-def _restore_entry(setup: Any, job: _Job, entry: _Entry, pre_error: str | None, record: dict[str, Any],
-                   display: Any, hold: _CommitHold) -> tuple[int, list[tuple[str, str | None]]]:
+def _restore_entry(setup: Any, job: _Job, entry: _Entry, record: dict[str, Any], display: Any,
+                   hold: _CommitHold) -> tuple[int, list[tuple[str, str | None]]]:
     """Restore one input and write its outputs; fills ``record`` (the JSON object) in place.
 
     Returns the input's exit code (0, 1 or 2) and the lines for stderr (text, style). On
@@ -520,18 +538,17 @@ def _restore_entry(setup: Any, job: _Job, entry: _Entry, pre_error: str | None, 
     start = time.perf_counter()
     lines: list[tuple[str, str | None]] = []
     try:
-        if entry.error or pre_error:
-            raise DGPUsageError(entry.error or pre_error)
+        if entry.error:
+            raise DGPUsageError(entry.error)
         name = entry.path.stem
         inp = load_input(entry.path)
         setup.degradation.check_image_size(*inp.size)
         full = full_resolution_task(setup, inp, fit=o["fit"], simulate=o["simulate"]) is not None
         outputs = _planned_outputs(job.out_dir, name, sheet=job.sheet, full=full)
         _check_free(outputs, job.overwrite, job.protect)
-        save_state = job.save_state
-        state_path = Path(str(save_state).replace("{name}", name)) if save_state is not None else None
-        if state_path is not None and state_path.exists() and not job.overwrite:
-            raise DGPUsageError(f"{state_path} already exists; pass --overwrite to replace it")
+        state_path = _state_path(job.save_state, name) if job.save_state is not None else None
+        if state_path is not None:
+            check_output_file(state_path, "--save-state", overwrite=job.overwrite, protect=job.protect)
         result = restore_input(setup, inp, fit=o["fit"], simulate=o["simulate"], seed=o["seed"],
                                iterations_scale=o["iterations_scale"], progress=display,
                                precision=o["precision"], runs=o.get("runs"))
@@ -583,8 +600,8 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
 
     Messages to the parent: ``("start", wid, index, name)``,
     ``("progress", wid, index, stage, n_stages, step, total, loss, run, n_runs)``, ``("done", wid, index,
-    record, code, lines)``, ``("interrupted", wid, index, record)``, ``("failed", wid,
-    message)``, ``("exit", wid)``.
+    record, code, lines)``, ``("interrupted", wid, index, record, terminated)``, ``("failed", wid,
+    message)``, ``("exit", wid)``. SIGINT and SIGTERM interrupt it alike (``terminated``: it was SIGTERM).
     """
     import io
     import signal
@@ -594,14 +611,16 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
 
     interrupted = []
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        # Only the first SIGINT interrupts: the terminal's Ctrl-C and the parent's forwarded
-        # one both arrive, and a second must not cut short the clean-up of the first.
+    def on_interrupt(signum: int, frame: Any) -> None:
+        # Only the first signal interrupts: the terminal's Ctrl-C and the parent's forwarded
+        # one both arrive (or a scheduler's SIGTERM to every process and the parent's
+        # forwarded one), and a second must not cut short the clean-up of the first.
         if not interrupted:
             interrupted.append(signum)
-            raise KeyboardInterrupt
+            raise interrupt_for(signum)
 
-    signal.signal(signal.SIGINT, on_sigint)
+    for signum in INTERRUPT_SIGNALS:
+        signal.signal(signum, on_interrupt)
     hold = _CommitHold()
     torch.set_num_threads(threads)
     try:
@@ -614,7 +633,7 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
             item = tasks.get()
             if item is None:
                 break
-            index, entry, pre_error = item
+            index, entry = item
             results.put(("start", wid, index, entry.path.stem))
 
             def progress(event: Any, index: int = index) -> None:
@@ -623,10 +642,10 @@ def _worker_main(wid: int, job: _Job, threads: int, tasks: Any, results: Any) ->
 
             record = _new_record(entry, setup, job.preset_name)
             try:
-                code, lines = _restore_entry(setup, job, entry, pre_error, record,
+                code, lines = _restore_entry(setup, job, entry, record,
                                              None if job.quiet else progress, hold)
-            except KeyboardInterrupt:
-                results.put(("interrupted", wid, index, record))
+            except KeyboardInterrupt as exc:
+                results.put(("interrupted", wid, index, record, isinstance(exc, Terminated)))
                 return
             results.put(("done", wid, index, record, code, lines))
             hold.release()  # a Ctrl-C during the writes takes effect now that the input is reported
@@ -672,14 +691,15 @@ class _WorkerDisplay(_LiveBars):
         _print_lines(self.console, lines)
 
 
-def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict[int, str], workers: int,
+def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], workers: int,
                   metrics_path: Path | None) -> tuple[list[dict[str, Any]], list[int]]:
     """Restore the inputs in ``workers`` processes; records and codes in input order.
 
     Each worker takes the next input when it is free, with ``threads // workers`` torch
     threads. Ctrl-C (in the parent or in a worker) stops every worker: the inputs in flight
     are cleaned up and reported ``interrupted``, finished ones stay whole, and the
-    KeyboardInterrupt goes on (exit 130).
+    KeyboardInterrupt goes on (exit 130). SIGTERM does the same, and goes on as
+    :class:`Terminated` (exit 143).
     """
     import multiprocessing
     import queue as queue_module
@@ -693,7 +713,7 @@ def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict
     threads = max(1, torch.get_num_threads() // workers)
     tasks, results = mp.Queue(), mp.Queue()
     for i in todo:
-        tasks.put((i, entries[i], pre_errors.get(i)))
+        tasks.put((i, entries[i]))
     for _ in range(workers):
         tasks.put(None)
     procs = [mp.Process(target=_worker_main, args=(wid, job, threads, tasks, results), daemon=True)
@@ -702,6 +722,7 @@ def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict
     running: dict[int, tuple[int, str]] = {}  # wid -> (index, name)
     exited: set[int] = set()
     interrupted: dict[int, dict[str, Any]] = {}
+    terminated: list[bool] = []  # a worker was stopped by SIGTERM
     failure: str | None = None
     display = _WorkerDisplay(workers, len(todo), enabled=not job.quiet)
 
@@ -722,6 +743,8 @@ def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict
             display.print(lines)
         elif kind == "interrupted":
             interrupted[msg[2]] = msg[3]
+            if msg[4]:
+                terminated.append(True)
             running.pop(wid, None)
         elif kind == "failed":
             failure = failure or msg[2]
@@ -750,12 +773,15 @@ def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict
                 p.start()
             collect(until_all_exit=False, timeout=float("inf"))
             if interrupted or failure:
-                raise KeyboardInterrupt if interrupted else _WorkerFailure(failure or "")
+                raise (interrupt_for(signal.SIGTERM if terminated else signal.SIGINT) if interrupted
+                       else _WorkerFailure(failure or ""))
     except (KeyboardInterrupt, _WorkerFailure) as exc:
+        if isinstance(exc, Terminated):
+            terminated.append(True)
         for p in procs:  # a terminal's Ctrl-C reached them too; a `kill -INT parent` did not
             if p.is_alive() and p.pid is not None:
                 try:
-                    os.kill(p.pid, signal.SIGINT)
+                    os.kill(p.pid, signal.SIGTERM if terminated else signal.SIGINT)
                 except ProcessLookupError:
                     pass
         try:
@@ -764,7 +790,7 @@ def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict
             pass
         for p in procs:
             if p.is_alive():
-                p.terminate()
+                p.kill()  # stuck: it takes SIGTERM as an interrupt, and it has had one
             p.join(5)
         reported = {i: done[i][0] for i in done} | interrupted
         for index, _name in running.values():  # in flight, but the worker could not say so
@@ -775,7 +801,7 @@ def _run_parallel(job: _Job, setup: Any, entries: list[_Entry], pre_errors: dict
             from dgp_toolkit.errors import DGPError
 
             raise DGPError(str(exc)) from None
-        raise KeyboardInterrupt from None
+        raise interrupt_for(signal.SIGTERM if terminated else signal.SIGINT) from None
     for p in procs:
         p.join(5)
     for i in todo:  # a worker that died (killed, out of memory) took its input with it

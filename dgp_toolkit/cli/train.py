@@ -14,6 +14,8 @@ from dgp_toolkit.hookspecs import hookimpl
 
 CHECKPOINT_NAME = "checkpoint.pt"
 PRIOR_NAME = "prior.safetensors"
+HISTORY_NAME = "history.json"
+SAMPLES_NAME = "samples"
 
 
 @click.command("train-prior")
@@ -65,10 +67,12 @@ def train_prior_command(data: Path, out_dir: Path, iterations: int, max_minutes:
 
     from dgp_toolkit.cli.output import stderr_console
     from dgp_toolkit.errors import DGPUsageError
+    from dgp_toolkit.images import write_atomic
     from dgp_toolkit.priors.biggan.datasets import load_dataset
     from dgp_toolkit.priors.biggan.train import Trainer, TrainSettings
 
     console = stderr_console()
+    _check_run_folder(out_dir)
     ckpt_path = out_dir / CHECKPOINT_NAME
     resume = ckpt_path.exists() and not fresh
     if resume:
@@ -100,13 +104,25 @@ def train_prior_command(data: Path, out_dir: Path, iterations: int, max_minutes:
         console.print(f"already at step {trainer.step} >= --iterations {iterations}; exporting only")
         reason = "done"
     else:
-        reason = _run(trainer, iterations, max_minutes, ckpt_path, out_dir / "samples", console, quiet)
+        reason = _run(trainer, iterations, max_minutes, ckpt_path, out_dir / SAMPLES_NAME, console, quiet)
     trainer.export_prior(out_dir / PRIOR_NAME, recalibrate_batches=50)
-    (out_dir / "history.json").write_text(json.dumps(trainer.history))
+    history = json.dumps(trainer.history).encode("utf-8")
+    write_atomic(out_dir / HISTORY_NAME, lambda handle: handle.write(history), overwrite=True)
     summary = {"step": trainer.step, "iterations": iterations, "stopped": reason,
                "elapsed_s": round(trainer.elapsed, 1), "checkpoint": str(ckpt_path),
                "prior": str(out_dir / PRIOR_NAME), "precision": trainer.precision}
     click.echo(json.dumps(summary))
+
+
+def _check_run_folder(out_dir: Path) -> None:
+    """The run folder and the files it gets can be written (before the data set is decoded);
+    nothing is created yet. Existing files are replaced: a run folder is resumed."""
+    from dgp_toolkit.paths import check_output_file, check_output_folder
+
+    check_output_folder(out_dir, "--out")
+    for name in (CHECKPOINT_NAME, PRIOR_NAME, HISTORY_NAME):
+        check_output_file(out_dir / name, "--out", overwrite=True)
+    check_output_folder(out_dir / SAMPLES_NAME, "--out")
 
 
 def _run(trainer, iterations, max_minutes, ckpt_path, samples_dir, console, quiet) -> str:

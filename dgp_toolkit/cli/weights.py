@@ -172,7 +172,8 @@ def import_command(g_ema_file: Path, d_file: Path, variant: str | None, config_f
 @weights_group.command("verify")
 @click.argument("name", required=False)
 def verify_command(name: str | None) -> None:
-    """Re-hash imported weights (NAME, or all) against their records; exit 1 on a mismatch."""
+    """Re-hash imported weights (NAME, or all) against their records and check that every
+    weight is finite (no NaN or infinity); exit 1 on a mismatch or a non-finite weight."""
     from dgp_toolkit.errors import DGPError
     from dgp_toolkit.priors import store
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from dgp_toolkit._version import __version__
 from dgp_toolkit.errors import DGPError, DGPUsageError
+from dgp_toolkit.paths import check_input_file, check_output_file, check_output_folder, new_file_mode
 
 ENV_HOME = "DGP_TOOLKIT_HOME"
 RECORD_FORMAT = "dgp-toolkit-weights-record/1"
@@ -60,13 +61,18 @@ def sha256_file(path: str | Path) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it to ``path``."""
+    """Yield a temporary path beside ``path``; on success rename it to ``path``.
+
+    The file gets the mode of any new file (safetensors writes its files ``0o600``; the
+    record beside it would be ``0o644``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -191,9 +197,11 @@ def import_pair(G_file: str | Path, D_file: str | Path, *, variant: str | None =
     existing = record_path(name)
     if existing.exists() and not overwrite:
         raise DGPUsageError(f"weights {name!r} are already imported ({existing}); add --overwrite to replace them")
+    _check_cache_writable(name)  # before reading files of hundreds of MB
 
     from dgp_toolkit.priors.biggan.weights import (
         PRIOR_FORMAT,
+        check_finite,
         check_weights_path,
         drop_instance_norm,
         read_state_dict,
@@ -208,6 +216,8 @@ def import_pair(G_file: str | Path, D_file: str | Path, *, variant: str | None =
     say(f"reading {D_path}")
     D_sd = read_state_dict(D_path)
     validate_pair(cfg, G_sd, D_sd, target=target, sources=(G_path.name, D_path.name))
+    check_finite(G_sd, str(G_path))
+    check_finite(D_sd, str(D_path))
     sources = [
         {"role": role, "path": str(path), "size": path.stat().st_size, "sha256": sha256_file(path)}
         for role, path in (("G_ema", G_path), ("D", D_path))
@@ -240,11 +250,23 @@ def import_pair(G_file: str | Path, D_file: str | Path, *, variant: str | None =
     return record
 
 
+def _check_cache_writable(name: str) -> None:
+    # A runtime error (exit 1), as when the write itself fails: the cache is no option.
+    folder = weights_dir()
+    try:
+        check_output_folder(folder, "cannot write to the weights cache")
+        for path in (folder / f"{name}.safetensors", record_path(name)):
+            check_output_file(path, "cannot write to the weights cache:", overwrite=True)
+    except DGPUsageError as exc:
+        raise DGPError(f"{exc} (set {ENV_HOME} to a writable folder)") from None
+
+
 def _config_from(config: dict[str, Any] | str | Path) -> Any:
     from dgp_toolkit.priors.biggan.model import BigGANConfig
 
     if isinstance(config, (str, Path)):
         path = Path(config).expanduser()
+        check_input_file(path, "a JSON file")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
@@ -282,7 +304,8 @@ def _prefixed(G_sd: dict[str, Any], D_sd: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The outcome of re-hashing one stored file: ``status`` is ``ok``, ``modified`` or ``missing``."""
+    """The outcome of checking one stored file: ``status`` is ``ok``, ``modified``, ``missing``
+    or ``non-finite`` (NaN or infinite weights, stored before imports refused them)."""
 
     name: str
     path: Path
@@ -295,7 +318,8 @@ class VerifyResult:
 
 
 def verify_record(record: WeightsRecord) -> VerifyResult:
-    """Re-hash the stored file of ``record`` and compare with the recorded sha256 and size."""
+    """Re-hash the stored file of ``record`` and compare with the recorded sha256 and size;
+    then check that every weight is finite."""
     path = record.path
     if not path.is_file():
         return VerifyResult(record.name, path, "missing", "the stored file is gone; re-import it")
@@ -305,7 +329,25 @@ def verify_record(record: WeightsRecord) -> VerifyResult:
         return VerifyResult(record.name, path, "modified",
                             f"sha256 {digest[:12]} (recorded {record.sha256[:12]}), {size} bytes "
                             f"(recorded {record.size}); re-import it with --overwrite")
+    problem = _non_finite_weights(path)
+    if problem is not None:
+        return VerifyResult(record.name, path, "non-finite",
+                            f"{problem}; import good weights with --overwrite")
     return VerifyResult(record.name, path, "ok", f"sha256 {digest[:12]}")
+
+
+def _non_finite_weights(path: Path) -> str | None:
+    # One tensor at a time: a 256-px pair is over a gigabyte.
+    from safetensors import safe_open
+
+    from dgp_toolkit.priors.biggan.weights import non_finite
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        for key in f.keys():
+            problem = non_finite({key: f.get_tensor(key)})
+            if problem is not None:
+                return problem
+    return None
 
 
 def verify(name: str | None = None) -> list[VerifyResult]:

@@ -1,6 +1,7 @@
 """Training a prior: exact resumption, data loading, the train-prior command (tiny configs)."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,48 @@ def test_train_prior_command_stops_on_time_and_resumes(folder_dataset, tmp_path)
         keys = list(f.keys())
     assert json.loads(meta["class_names"]) == ["blue", "green", "red"]
     assert any(k.startswith("G.") for k in keys) and any(k.startswith("D.") for k in keys)
+
+
+TRAIN_ARGS = ["--g-ch", "8", "--d-ch", "8", "--dim-z", "20", "--shared-dim", "16", "--batch-size", "4",
+              "--quiet", "--checkpoint-every", "2", "--sample-every", "2", "--iterations", "2"]
+
+
+@pytest.mark.parametrize("taken, words", [
+    # found when the first sample grid or checkpoint was written, after training steps
+    ("samples", "--out run/samples: exists and is not a folder"),
+    ("prior.safetensors", "--out run/prior.safetensors: is a folder"),
+    # torch.load on a pipe blocked for ever
+    ("checkpoint.pt", "--out run/checkpoint.pt: is a named pipe (FIFO)"),
+])
+def test_train_prior_checks_its_run_folder_before_any_work(folder_dataset, tmp_path, monkeypatch, fifo, taken,
+                                                           words):
+    from dgp_toolkit.cli import make_cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    {"samples": lambda: (tmp_path / "run" / "samples").write_text("x"),
+     "prior.safetensors": lambda: (tmp_path / "run" / "prior.safetensors").mkdir(),
+     "checkpoint.pt": lambda: fifo("run/checkpoint.pt")}[taken]()
+    r = CliRunner().invoke(make_cli(), ["train-prior", str(folder_dataset), "-o", "run", *TRAIN_ARGS])
+    assert r.exit_code == 2 and words in r.stderr, r.output
+    assert "data:" not in r.stderr  # before the data set was decoded
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [taken]
+
+
+def test_train_prior_refuses_pipes_as_data_and_skips_them_in_class_folders(folder_dataset, tmp_path, fifo):
+    from dgp_toolkit.cli import make_cli
+
+    with pytest.raises(DGPUsageError, match="data.npz: is a named pipe"):
+        load_dataset(fifo("data.npz"), 32)
+    fifo("data/red/pipe.png")
+    assert len(load_dataset(folder_dataset, 32)) == 12
+    r = CliRunner().invoke(make_cli(), ["train-prior", str(folder_dataset), "-o", str(tmp_path / "run"), *TRAIN_ARGS])
+    assert r.exit_code == 0, r.output
+    # prior.safetensors was 0600 (safetensors' own mode) beside 0644 files
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").iterdir() if p.is_file()}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert modes == dict.fromkeys(["checkpoint.pt", "history.json", "prior.safetensors"], 0o666 & ~umask)
 
 
 def test_compact_checkpoint_resumes_exactly(folder_dataset, tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from dgp_toolkit.errors import DGPUsageError
+from dgp_toolkit.paths import check_input_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -87,7 +88,7 @@ def load_folder(path: Path, resolution: int) -> ImageDataset:
         raise DGPUsageError(f"{path}: expected one subfolder per class (e.g. {path}/cat/*.png)")
     images, labels = [], []
     for label, folder in enumerate(class_dirs):
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         for f in files:
             try:
                 with Image.open(f) as img:
@@ -110,6 +111,7 @@ def load_dataset(path: str | Path, resolution: int) -> ImageDataset:
         raise DGPUsageError(f"data set not found: {path}")
     if path.is_dir():
         return load_folder(path, resolution)
+    check_input_file(path, "a data set")  # a FIFO would block np.load
     if path.suffix == ".npz":
         return load_npz(path, resolution)
     raise DGPUsageError(f"{path}: a data set is an .npz file or a folder with one subfolder per class")

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from dgp_toolkit.errors import DGPError, DGPUsageError
+from dgp_toolkit.paths import new_file_mode
 from dgp_toolkit.precision import cpu_has_fast_bf16, resolve_precision  # noqa: F401 (re-exported)
 from dgp_toolkit.priors.biggan.datasets import ImageDataset
 from dgp_toolkit.priors.biggan.layers import BatchNorm, ConditionalBatchNorm
@@ -403,7 +404,7 @@ def save_prior_file(path: str | Path, G: Generator, D: Discriminator, meta: dict
     try:
         save_file(tensors, str(tmp), metadata=meta)
         canonicalize_safetensors(tmp)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, new_file_mode())  # safetensors creates it 0o600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
