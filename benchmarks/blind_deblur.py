@@ -84,6 +84,10 @@ class Settings:
     preset: str | None = None  # a preset file; None: the deblurring preset of the prior
     preset_digest: str = ""  # of the preset as run (filled by main)
     kernel: int = 0  # the kernel size of every blur (filled by main)
+    #: > 1: each setting's images restored ``batch`` generator copies at a time by the
+    #: batched engine, every image with seed ``seed`` (the candidates drawn and scored once
+    #: per setting); 1: one restoration per image, image k with seed ``seed + k``
+    batch: int = 1
 
 
 # --------------------------------------------------------------------------- specs
@@ -168,6 +172,35 @@ def evaluate(ctx: Context, clean: Any, *, sigma: float, method: str, position: i
     result = dgp_toolkit.restore(clean, [fit], ctx.prior, preset=ctx.preset, seed=int(seed), simulate=True,
                                  simulate_with=[simulation], iterations_scale=s.iterations_scale,
                                  check_every=s.check_every, snapshot_stages=False, precision=s.precision)
+    return row_of(ctx, result, sigma=sigma, method=method, position=position, dev_index=dev_index, label=label,
+                  seed=seed)
+
+
+def evaluate_setting(ctx: Context, jobs: list[dict[str, Any]]) -> Any:
+    """The jobs of one (sigma, method) through the batched engine, ``batch`` copies at a
+    time, every image with seed ``settings.seed``; yields each row as its batch finishes."""
+    import torch
+
+    from dgp_toolkit.engine import RunOptions
+    from dgp_toolkit.restoration import RestoreFailure, load_input, prepare_restore, restore_stream
+
+    s = ctx.settings
+    fit, simulation = specs_for(jobs[0]["sigma"], jobs[0]["method"], s.kernel)
+    setup = prepare_restore([fit], ctx.prior, preset=ctx.preset, simulate_with=[simulation])
+    options = RunOptions(seed=s.seed, iterations_scale=s.iterations_scale, check_every=s.check_every,
+                         snapshots=False, precision=s.precision)
+    inputs = [(i, load_input(torch.from_numpy(job["clean"]))) for i, job in enumerate(jobs)]
+    for i, out in restore_stream(setup, inputs, options=options, simulate=True, batch=s.batch):
+        if isinstance(out, RestoreFailure):
+            raise out.error
+        job = {k: v for k, v in jobs[i].items() if k != "clean"}
+        yield row_of(ctx, out, **{**job, "seed": s.seed})
+
+
+def row_of(ctx: Context, result: Any, *, sigma: float, method: str, position: int, dev_index: int, label: int,
+           seed: int) -> dict[str, Any]:
+    """The row of one restoration."""
+    fit, simulation = specs_for(sigma, method, ctx.settings.kernel)
     final, stages = fitted_of(result)
     losses = [h["loss"] for h in result.history if math.isfinite(h["loss"])]
     if method == "blind" and final is None:
@@ -238,6 +271,7 @@ def plan_jobs(images: Any, indices: list[int], labels: list[int], sigmas: list[f
 
 
 _CONTEXT: Context | None = None
+THREADS = 0  # --threads (0: every core) for --batch runs
 
 
 def _init_worker(settings: Settings, device: str, ignore_sigint: bool = True) -> None:
@@ -277,6 +311,18 @@ def run_jobs(jobs: list[dict[str, Any]], settings: Settings, rows_path: Path, *,
               f"#{row['position']}: {row['psnr']:.2f} dB (observation {row['observation']['psnr']:.2f}){fitted}",
               file=sys.stderr, flush=True)
 
+    if settings.batch > 1:  # one stream per setting, in the order the settings first appear
+        _init_worker(settings, device, ignore_sigint=False)
+        import os
+
+        import torch
+
+        torch.set_num_threads(THREADS or os.cpu_count() or 1)
+        order = list(dict.fromkeys((j["sigma"], j["method"]) for j in jobs))
+        for key in order:
+            for row in evaluate_setting(_CONTEXT, [j for j in jobs if (j["sigma"], j["method"]) == key]):
+                report(row)
+        return done
     if workers <= 1 or len(jobs) <= 1:
         _init_worker(settings, device, ignore_sigint=False)
         for job in jobs:
@@ -405,11 +451,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default=Settings.precision, choices=["auto", "float32", "bf16"])
     parser.add_argument("--device", default="cpu", help="where the restorations run (not part of the settings)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of a --batch run (0: every core)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="> 1: the batched engine, B generator copies at a time, one seed for every image "
+                             "(candidates shared per setting); every core in one process")
     parser.add_argument("--limit", type=int, default=None, help="run at most this many restorations now")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "blind-deblur")
     parser.add_argument("--fresh", action="store_true", help="discard earlier rows in --out")
     parser.add_argument("--report", action="store_true", help="run nothing: write the table from the rows so far")
     args = parser.parse_args(argv)
+    global THREADS
+    THREADS = args.threads
 
     sigmas = _numbers(args.sigmas, "--sigmas", parser)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -429,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     settings = Settings(prior=args.prior, weights=args.weights, iterations_scale=args.iterations_scale,
                         select_num=args.select_num or None, seed=args.seed, precision=args.precision,
-                        preset=None if args.preset is None else str(Path(args.preset).resolve()))
+                        batch=args.batch, preset=None if args.preset is None else str(Path(args.preset).resolve()))
     ctx = Context(settings, args.device)
     high = ctx.preset.learnable.get(KEY, {}).get("high")  # a preset's wider range needs a wider kernel
     settings = dataclasses.replace(settings, preset_digest=preset_digest(ctx.preset),

@@ -18,8 +18,8 @@ Parts (each in fresh subprocesses, so that peak memory and start-up are those of
                processes, half the cores each); images per hour
 
 Writes ``speed.json`` (every figure, with the machine, date and command of the run that made
-it) and ``speed.md`` (the tables) in ``--out``; ``benchmarks/readme_tables.py`` copies the
-tables into the README. A run of some parts replaces those parts in ``speed.json`` and keeps
+it) and ``speed.md`` (the tables) in ``--out``; ``benchmarks/docs_tables.py`` copies the
+tables into docs/benchmarks.md. A run of some parts replaces those parts in ``speed.json`` and keeps
 the others, so the parts can be measured in separate runs (each table names its command).
 ``--iterations-scale`` below 1 gives a quick look (the tables say so).
 """

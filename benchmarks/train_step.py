@@ -3,7 +3,7 @@
     python benchmarks/train_step.py [--batch-size 64] [--d-steps 2] [--iters 2] [--precision float32 bf16]
 
 Random CIFAR-sized data, the embedded prior's architecture (G_ch = D_ch = 32, 32 px); the first
-iteration is a warm-up and not counted. Reproduces the training-speed figures of the README.
+iteration is a warm-up and not counted. Reproduces the training-speed figures of docs/priors.md.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ _LAZY: dict[str, str] = {
     "parse_degradation": "dgp_toolkit.registry",
     "get_loss": "dgp_toolkit.registry",
     "get_schedule": "dgp_toolkit.registry",
-    "list_plugins": "dgp_toolkit.registry",
+    "list_plugins": "dgp_toolkit.plugin_manager",
     "get_registry": "dgp_toolkit.registry",
     "Degradation": "dgp_toolkit.plugins.degradations.base",
     "Option": "dgp_toolkit.plugins.degradations.base",
@@ -57,13 +57,13 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from dgp_toolkit.learnable import Learnable
     from dgp_toolkit.plugins.degradations.base import Degradation, Option
     from dgp_toolkit.manipulate import jitter, morph, sample, transfer
+    from dgp_toolkit.plugin_manager import list_plugins
     from dgp_toolkit.priors import load_prior
     from dgp_toolkit.registry import (
         get_degradation,
         get_loss,
         get_registry,
         get_schedule,
-        list_plugins,
         parse_degradation,
     )
     from dgp_toolkit.engine import RunOptions

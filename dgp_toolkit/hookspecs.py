@@ -13,7 +13,8 @@ Third-party plugins are found through the ``dgp_toolkit`` entry-point group::
 
 When the hooks are called: once per registry build, that is the first time a command
 or a Python call (``get_degradation``, ``list_plugins`` ...) needs the registry, plugin
-by plugin (built-ins first, then entry points). A plugin whose import fails, whose hook
+by plugin (built-ins first, then entry points); ``register_commands`` only when
+``dgp-tool`` builds its command group (see :mod:`dgp_toolkit.plugin_manager`). A plugin whose import fails, whose hook
 raises, that registers a name already taken, or that defines a ``@hookimpl`` function
 whose name is not one of the hooks below (a typo) is skipped as a whole, with one
 warning naming it (an error under ``DGP_TOOLKIT_STRICT_PLUGINS=1``).
@@ -133,13 +134,15 @@ def register_schedules(register: Register) -> None:
 def register_commands(cli: click.Group) -> None:
     """Add Click commands to the ``dgp-tool`` group.
 
-    Called once per registry build (never at import time), with a ``click.Group``;
+    Called once, when ``dgp-tool`` builds its command group (never at import time and
+    never for Python API calls), with a ``click.Group``;
     use ``cli.add_command(cmd)`` or the ``@cli.command()`` decorator. The commands it
     gains are added to the ``dgp-tool`` group that :func:`dgp_toolkit.cli.make_cli`
     builds, and run with the toolkit's error handling (a
     :class:`~dgp_toolkit.errors.DGPUsageError` exits 2, a
     :class:`~dgp_toolkit.errors.DGPError` exits 1, both as one line). Replacing a
-    command that another plugin already added is a name clash: the plugin is skipped.
+    command that another plugin already added is a name clash: the plugin is skipped
+    (with everything else it registered).
     Import heavy modules inside the command function, not at module level.
 
     Example::

@@ -40,7 +40,8 @@ from dgp_toolkit.errors import DGPError, DGPUsageError
 from dgp_toolkit.paths import input_file_problem, new_file_mode
 
 __all__ = [
-    "SUPPORTED_FORMATS", "FIT_MODES", "LoadedImage", "FittedImage", "read_image", "fit_image",
+    "SUPPORTED_FORMATS", "FIT_MODES", "LoadedImage", "FittedImage", "FullFrame", "InputImage", "read_image",
+    "load_input", "fit_input", "is_grey", "fit_image", "fit_box",
     "to_tensor", "to_pil", "to_array", "write_image", "write_atomic",
 ]
 
@@ -244,23 +245,14 @@ def fit_image(image: Image.Image, size: int | tuple[int, int], *, mode: str = "c
     width, height = _target(size)
     w, h = image.size
     steps = []
-    if mode != "resize" and w * height != h * width:
+    left, top, bw, bh = fit_box(w, h, (width, height), mode)
+    if (left, top, bw, bh) != (0, 0, w, h):
         if mode == "crop":
-            # The largest centred box with the target's aspect ratio.
-            if w * height > h * width:
-                cw, ch = max(1, round(h * width / height)), h
-            else:
-                cw, ch = w, max(1, round(w * height / width))
-            left, top = (w - cw) // 2, (h - ch) // 2
-            image = image.crop((left, top, left + cw, top + ch))
-            steps.append(f"centre-cropped {w}x{h} to {cw}x{ch}")
+            image = image.crop((left, top, left + bw, top + bh))
+            steps.append(f"centre-cropped {w}x{h} to {bw}x{bh}")
         else:
-            if w * height > h * width:
-                pw, ph = w, max(h, round(w * height / width))
-            else:
-                pw, ph = max(w, round(h * width / height)), h
-            image = _pad(image, pw, ph, pad_mode, pad_value)
-            steps.append(f"padded {w}x{h} to {pw}x{ph} ({pad_mode})")
+            image = _pad(image, bw, bh, pad_mode, pad_value)
+            steps.append(f"padded {w}x{h} to {bw}x{bh} ({pad_mode})")
     if image.size != (width, height):
         before = image.size
         image = image.resize((width, height), _RESAMPLE[resample])
@@ -270,6 +262,65 @@ def fit_image(image: Image.Image, size: int | tuple[int, int], *, mode: str = "c
             steps.append(f"resized {before[0]}x{before[1]} to {width}x{height}")
     note = ", ".join(steps) if steps else f"already {width}x{height}, used as is"
     return FittedImage(image=image, note=note)
+
+
+def fit_box(width: int, height: int, size: int | tuple[int, int], mode: str = "crop") -> tuple[int, int, int, int]:
+    """``(left, top, w, h)``: the region of a ``width x height`` image that :func:`fit_image`
+    maps onto ``size``; with ``pad`` it reaches beyond the image (negative ``left``/``top``).
+
+    >>> fit_box(64, 48, 32, "crop"), fit_box(64, 48, 32, "pad"), fit_box(64, 48, 32, "resize")
+    ((8, 0, 48, 48), (0, -8, 64, 64), (0, 0, 64, 48))
+    """
+    tw, th = _target(size)
+    if mode == "resize" or width * th == height * tw:
+        return (0, 0, width, height)
+    wide = width * th > height * tw
+    if mode == "crop":  # the largest centred box with the target's aspect ratio
+        cw, ch = (max(1, round(height * tw / th)), height) if wide else (width, max(1, round(width * th / tw)))
+        return ((width - cw) // 2, (height - ch) // 2, cw, ch)
+    pw, ph = (width, max(height, round(width * th / tw))) if wide else (max(width, round(height * tw / th)), height)
+    return (-((pw - width) // 2), -((ph - height) // 2), pw, ph)
+
+
+@dataclass
+class FullFrame:
+    """A prior-sized result brought back onto the input's own frame, for a degradation's
+    full-resolution finish (``Degradation.full_resolution``).
+
+    ``box`` is the input's region that the fit mapped onto the prior (:func:`fit_box`),
+    ``region`` ``(x0, y0, x1, y1)`` its part inside the input, ``source`` the input
+    (``H x W x 3`` uint8), ``restored`` the finished restoration stretched over the box and
+    cut to ``region`` (uint8), ``side`` the prior's resolution.
+    """
+
+    source: np.ndarray
+    restored: np.ndarray
+    box: tuple[int, int, int, int]
+    region: tuple[int, int, int, int]
+    side: int
+
+    @classmethod
+    def of(cls, restored: Image.Image, source: Image.Image, side: int, fit: str) -> "FullFrame":
+        width, height = source.size
+        left, top, bw, bh = fit_box(width, height, side, fit)
+        x0, y0, x1, y1 = max(0, left), max(0, top), min(width, left + bw), min(height, top + bh)
+        stretched = restored.convert("RGB").resize((bw, bh), Image.Resampling.BICUBIC)
+        cut = stretched.crop((x0 - left, y0 - top, x1 - left, y1 - top))
+        return cls(np.asarray(source.convert("RGB")), np.asarray(cut), (left, top, bw, bh), (x0, y0, x1, y1), side)
+
+    @property
+    def whole(self) -> bool:
+        """The region is the whole input."""
+        return self.region == (0, 0, self.source.shape[1], self.source.shape[0])
+
+    def to_region(self, values: np.ndarray) -> np.ndarray:
+        """A prior-sized ``side x side`` map (e.g. missing pixels, in [0, 1]) stretched over the
+        box (bilinear) and cut to the region, as floats."""
+        left, top, bw, bh = self.box
+        x0, y0, x1, y1 = self.region
+        image = Image.fromarray(np.clip(np.rint(np.asarray(values, dtype=np.float64) * 255), 0, 255).astype(np.uint8))
+        stretched = image.resize((bw, bh), Image.Resampling.BILINEAR)
+        return np.asarray(stretched.crop((x0 - left, y0 - top, x1 - left, y1 - top)), dtype=np.float64) / 255.0
 
 
 def _pad(image: Image.Image, width: int, height: int, pad_mode: str, value: Any) -> Image.Image:
@@ -414,3 +465,90 @@ def write_image(image: Any, path: str | os.PathLike, *, overwrite: bool = False,
         pil.save(handle, format=fmt, **params)
 
     return write_atomic(path, save, overwrite=overwrite, protect=protect)
+
+
+# --------------------------------------------------------------------------- a user's input
+@dataclass
+class InputImage:
+    """A user's image as 8-bit RGB (``pil``), plus the exact float tensor when given one."""
+
+    pil: Image.Image
+    source: str
+    notes: list[str] = field(default_factory=list)
+    path: Path | None = None
+    tensor: Any = None  # (1, 3, H, W) float in [-1, 1] when the input was a tensor
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)``."""
+        return self.pil.size
+
+
+def load_input(image: Any) -> InputImage:
+    """Read a path, PIL image, ``H x W x 3`` uint8 array or ``(3, H, W)`` tensor in [-1, 1].
+
+    Anything else, or data outside those conventions, raises :class:`DGPUsageError`
+    (values are never rescaled silently; an image without pixels is refused).
+    """
+    inp = _load_input(image)
+    width, height = inp.size
+    if width < 1 or height < 1:
+        raise DGPUsageError(f"{inp.source}: the image is empty ({width}x{height} pixels)")
+    return inp
+
+
+def _load_input(image: Any) -> InputImage:
+    if isinstance(image, (str, os.PathLike)):
+        loaded = read_image(image)
+        return InputImage(loaded.image, str(loaded.path), list(loaded.notes), path=loaded.path)
+    if isinstance(image, Image.Image):
+        rgb, notes = _to_rgb(image, Path("<PIL image>"))  # the same conversions as for files
+        return InputImage(rgb, "<PIL image>", list(notes))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            hint = ("; convert floats in [0, 1] with (x * 255).round().astype('uint8')"
+                    if image.dtype.kind == "f" else "")
+            raise DGPUsageError(f"expected an H x W x 3 uint8 array (or H x W for grey), got {image.dtype} "
+                                f"{image.shape}{hint}")
+        notes = ["greyscale array converted to RGB"] if image.ndim == 2 else []
+        return InputImage(Image.fromarray(image).convert("RGB"), "<array>", notes)
+    import torch
+
+    if isinstance(image, torch.Tensor):
+        t = image.detach()
+        if t.ndim == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim != 3 or t.shape[0] != 3 or not t.is_floating_point():
+            raise DGPUsageError(f"expected a float (3, H, W) tensor in [-1, 1], got {t.dtype} {tuple(image.shape)}")
+        t = t.float().cpu()
+        if t.numel() == 0:
+            raise DGPUsageError(f"<tensor>: the image is empty ({t.shape[2]}x{t.shape[1]} pixels)")
+        if not bool(torch.isfinite(t).all()):
+            raise DGPUsageError("the input tensor holds NaN or infinite values")
+        low, high = float(t.min()), float(t.max())
+        if low < -1.001 or high > 1.001:
+            raise DGPUsageError(f"expected a tensor in [-1, 1], got values in [{low:.3g}, {high:.3g}]; "
+                                "map [0, 1] images with x * 2 - 1")
+        return InputImage(to_pil(t), "<tensor>", [], tensor=t.clamp(-1, 1)[None])
+    raise DGPUsageError(f"expected an image path, PIL image, uint8 array or tensor, got {type(image).__name__}")
+
+
+def is_grey(image: Image.Image) -> bool:
+    """Every pixel has R = G = B (a greyscale file, or a grey photo saved as RGB); ``image``
+    is an input's 8-bit RGB image (InputImage.pil)."""
+    rgb = np.asarray(image)
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def fit_input(inp: InputImage, width: int, height: int, fit: str, device: Any, notes: list[str]) -> tuple[Any, Image.Image]:
+    """The input as a ``(1, 3, height, width)`` tensor on ``device`` and as PIL, fitted."""
+    if inp.size == (width, height):
+        notes.append(f"already {width}x{height}, used as is")
+        if inp.tensor is not None:
+            return inp.tensor.to(device), inp.pil
+        return to_tensor(inp.pil, device=device), inp.pil
+    if inp.tensor is not None:
+        notes.append("tensor quantised to 8 bits for fitting")
+    fitted = fit_image(inp.pil, (width, height), mode=fit)
+    notes.append(fitted.note)
+    return to_tensor(fitted.image, device=device), fitted.image

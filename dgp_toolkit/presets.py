@@ -41,9 +41,6 @@ from dgp_toolkit.paths import check_input_file
 TASKS = ("colorization", "inpainting", "super-resolution", "deblurring", "denoising",
          "reconstruction", "hybrid", "manipulation")
 
-#: degradation name -> task, for a single degradation (``noise`` with ``blur`` is deblurring).
-TASK_OF_DEGRADATION = {"gray": "colorization", "mask": "inpainting", "downsample": "super-resolution",
-                       "blur": "deblurring", "noise": "denoising"}
 
 
 @dataclasses.dataclass
@@ -225,20 +222,34 @@ def preset_text(name: str, family: str = "biggan-32") -> str:
     return _builtin_file(name, family).read_text()
 
 
-def task_for_degradations(names: Iterable[str]) -> str:
-    """The task a list of degradation names calls for: one kind -> its task; ``blur`` with
+def task_for_degradations(degradations: Iterable[Any]) -> str:
+    """The task a list of degradations (objects, or registered names) calls for: one kind ->
+    the task it declares (``Degradation.task``; none declared -> hybrid); ``blur`` with
     ``noise`` -> deblurring; several others -> hybrid; none -> reconstruction."""
-    kinds = [n for n in dict.fromkeys(names)]
+    degradations = list(degradations)
+    kinds = list(dict.fromkeys(d if isinstance(d, str) else d.name for d in degradations))
     if not kinds:
         return "reconstruction"
     if set(kinds) <= {"blur", "noise"} and "blur" in kinds:
         return "deblurring"
-    if len(kinds) == 1:
-        return TASK_OF_DEGRADATION.get(kinds[0], "hybrid")
-    return "hybrid"
+    if len(kinds) != 1:
+        return "hybrid"
+    return _declared_task(degradations[0]) or "hybrid"
+
+
+def _declared_task(degradation: Any) -> str | None:
+    """The task a degradation (object or registered name) declares, if any."""
+    if isinstance(degradation, str):
+        from dgp_toolkit.registry import get_registry
+
+        try:
+            degradation = get_registry().factory("degradation", degradation)
+        except Exception:  # noqa: BLE001 - an unknown name is reported where it is built
+            return None
+    task = getattr(degradation, "task", None)
+    return task if task in TASKS else None
 
 
 def preset_for_degradations(degradations: Iterable[Any], prior: Any = None, *, family: str | None = None) -> Preset:
     """The built-in preset for these degradations (objects with ``.name``, or names)."""
-    names = [d if isinstance(d, str) else d.name for d in degradations]
-    return load_preset(task_for_degradations(names), prior, family=family)
+    return load_preset(task_for_degradations(list(degradations)), prior, family=family)

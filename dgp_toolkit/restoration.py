@@ -28,28 +28,23 @@ Loading a prior takes a moment: for many images load it once and pass the object
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import math
 import os
-import platform
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from dgp_toolkit.errors import DGPError, DGPUsageError
+from dgp_toolkit.images import InputImage, fit_input, is_grey, load_input
+from dgp_toolkit.runinfo import json_safe, run_config, versions
 
 __all__ = ["RestoreResult", "RestoreSetup", "InputImage", "PreparedInput", "RestoreFailure", "prepare_restore",
            "load_input", "prepare_input", "finish_input", "restore", "restore_many", "restore_stream",
-           "restore_input", "run_options_of", "full_resolution_task", "make_sheet", "json_safe", "versions"]
-
-_BICUBIC = Image.Resampling.BICUBIC
-
+           "restore_input", "run_options_of", "full_resolution_task", "json_safe", "versions"]
 
 # --------------------------------------------------------------------------- results
 @dataclass
@@ -103,7 +98,9 @@ class RestoreResult:
 
     def sheet(self) -> Image.Image:
         """A PNG-ready strip: input, observation, the stage snapshots, result (labelled)."""
-        return make_sheet(self)
+        from dgp_toolkit.sheets import restoration_sheet
+
+        return restoration_sheet(self)
 
     def __repr__(self) -> str:
         score = ""
@@ -129,48 +126,40 @@ class RestoreSetup:
     simulation: Any = None
 
     @property
+    def task_step(self) -> Any:
+        """The degradation whose task rules (scores, fit, full-resolution finish) apply: the
+        only one, or ``None`` for several (scored plainly, no full-resolution result)."""
+        return self.steps[0] if len(self.steps) == 1 else None
+
+    @property
     def protocol(self) -> str:
-        """How results are scored: ``colorization`` (after putting back the observation's Lab
-        L), ``inpainting`` (on the bounding box of the missing pixels) or ``plain``."""
-        return _task_of(self.steps)
+        """How results are scored (the degradation's ``protocol``): e.g. ``colorization``
+        (after putting back the observation's Lab L), ``inpainting`` (on the bounding box
+        of the missing pixels) or ``plain``."""
+        return getattr(self.task_step, "protocol", "plain")
+
+    def default_fit(self) -> str:
+        """How inputs of another size are fitted when the user does not say: the task's
+        ``default_fit`` (``resize`` for colorization and inpainting: the whole photo comes
+        back), else ``crop``."""
+        return getattr(self.task_step, "default_fit", "crop")
 
     def score(self, image: Any, observation: Any, clean: Any) -> dict[str, Any]:
         """PSNR and SSIM of ``image`` and of ``observation`` against ``clean`` (``(1, 3, H, W)``
         tensors in [-1, 1] at the prior's resolution), as ``restore --simulate`` scores them:
         ``{"observation": {"psnr", "ssim"}, "result": {"psnr", "ssim"}, "protocol"}``."""
-        from dgp_toolkit.metrics import colorization_scores, inpainting_scores, scores
+        from dgp_toolkit.metrics import scores
 
-        task, side = self.protocol, self.prior.resolution
-        if task == "colorization":
-            def score(x):
-                return colorization_scores(x, clean, grey=observation)
-        elif task == "inpainting":
-            missing = self.steps[0].missing(side, side)
-
-            def score(x):
-                return inpainting_scores(x, clean, missing)
-        else:
-            def score(x):
+        step = self.task_step
+        if step is not None and hasattr(step, "scores"):
+            rule = step.scores
+        else:  # several degradations: plain scores
+            def rule(x: Any, clean: Any, observation: Any) -> dict[str, float]:
                 return scores(x, clean)
         with warnings.catch_warnings():  # skimage's Lab conversion warns about clipped out-of-gamut values
             warnings.simplefilter("ignore", UserWarning)
-            return {"observation": score(observation), "result": score(image), "protocol": task}
-
-
-@dataclass
-class InputImage:
-    """A user's image as 8-bit RGB (``pil``), plus the exact float tensor when given one."""
-
-    pil: Image.Image
-    source: str
-    notes: list[str] = field(default_factory=list)
-    path: Path | None = None
-    tensor: Any = None  # (1, 3, H, W) float in [-1, 1] when the input was a tensor
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(width, height)``."""
-        return self.pil.size
+            return {"observation": rule(observation, clean, observation), "result": rule(image, clean, observation),
+                    "protocol": self.protocol}
 
 
 # --------------------------------------------------------------------------- set-up
@@ -263,106 +252,34 @@ def _probe(degradation: Any, side: int, device: Any) -> None:
         pass
 
 
-# --------------------------------------------------------------------------- inputs
-def load_input(image: Any) -> InputImage:
-    """Read a path, PIL image, ``H x W x 3`` uint8 array or ``(3, H, W)`` tensor in [-1, 1].
+def resolve_fit(setup: RestoreSetup, fit: str | None) -> str:
+    """``fit`` checked, or the task's default for ``None``/``"auto"``."""
+    from dgp_toolkit.images import FIT_MODES
 
-    Anything else, or data outside those conventions, raises :class:`DGPUsageError`
-    (values are never rescaled silently; an image without pixels is refused).
-    """
-    inp = _load_input(image)
-    width, height = inp.size
-    if width < 1 or height < 1:
-        raise DGPUsageError(f"{inp.source}: the image is empty ({width}x{height} pixels)")
-    return inp
+    if fit in (None, "auto"):
+        return setup.default_fit()
+    if fit not in FIT_MODES:
+        raise DGPUsageError(f"unknown fit mode {fit!r} (choose from auto, {', '.join(FIT_MODES)})")
+    return fit
 
 
-def _load_input(image: Any) -> InputImage:
-    from dgp_toolkit.images import _to_rgb, read_image
-
-    if isinstance(image, (str, os.PathLike)):
-        loaded = read_image(image)
-        return InputImage(loaded.image, str(loaded.path), list(loaded.notes), path=loaded.path)
-    if isinstance(image, Image.Image):
-        rgb, notes = _to_rgb(image, Path("<PIL image>"))  # the same conversions as for files
-        return InputImage(rgb, "<PIL image>", list(notes))
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-            hint = ("; convert floats in [0, 1] with (x * 255).round().astype('uint8')"
-                    if image.dtype.kind == "f" else "")
-            raise DGPUsageError(f"expected an H x W x 3 uint8 array (or H x W for grey), got {image.dtype} "
-                                f"{image.shape}{hint}")
-        notes = ["greyscale array converted to RGB"] if image.ndim == 2 else []
-        return InputImage(Image.fromarray(image).convert("RGB"), "<array>", notes)
-    import torch
-
-    if isinstance(image, torch.Tensor):
-        t = image.detach()
-        if t.ndim == 4 and t.shape[0] == 1:
-            t = t[0]
-        if t.ndim != 3 or t.shape[0] != 3 or not t.is_floating_point():
-            raise DGPUsageError(f"expected a float (3, H, W) tensor in [-1, 1], got {t.dtype} {tuple(image.shape)}")
-        t = t.float().cpu()
-        if t.numel() == 0:
-            raise DGPUsageError(f"<tensor>: the image is empty ({t.shape[2]}x{t.shape[1]} pixels)")
-        if not bool(torch.isfinite(t).all()):
-            raise DGPUsageError("the input tensor holds NaN or infinite values")
-        low, high = float(t.min()), float(t.max())
-        if low < -1.001 or high > 1.001:
-            raise DGPUsageError(f"expected a tensor in [-1, 1], got values in [{low:.3g}, {high:.3g}]; "
-                                "map [0, 1] images with x * 2 - 1")
-        from dgp_toolkit.images import to_pil
-
-        return InputImage(to_pil(t), "<tensor>", [], tensor=t.clamp(-1, 1)[None])
-    raise DGPUsageError(f"expected an image path, PIL image, uint8 array or tensor, got {type(image).__name__}")
-
-
-def _is_grey(image: Image.Image) -> bool:
-    """Every pixel has R = G = B (a greyscale file, or a grey photo saved as RGB); ``image``
-    is an input's 8-bit RGB image (InputImage.pil)."""
-    rgb = np.asarray(image)
-    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
-
-
-def _fit_to(inp: InputImage, width: int, height: int, fit: str, device: Any, notes: list[str]) -> tuple[Any, Image.Image]:
-    """The input as a ``(1, 3, height, width)`` tensor on ``device`` and as PIL, fitted."""
-    from dgp_toolkit.images import fit_image, to_tensor
-
-    if inp.size == (width, height):
-        notes.append(f"already {width}x{height}, used as is")
-        if inp.tensor is not None:
-            return inp.tensor.to(device), inp.pil
-        return to_tensor(inp.pil, device=device), inp.pil
-    if inp.tensor is not None:
-        notes.append("tensor quantised to 8 bits for fitting")
-    fitted = fit_image(inp.pil, (width, height), mode=fit)
-    notes.append(fitted.note)
-    return to_tensor(fitted.image, device=device), fitted.image
-
-
-def full_resolution_task(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop",
+def full_resolution_task(setup: RestoreSetup, inp: InputImage, *, fit: str | None = "auto",
                          simulate: bool = False) -> str | None:
-    """``"colorization"`` or ``"inpainting"`` when the run also gives a full-resolution result,
-    else ``None``: a real input (not ``simulate``), a single ``gray`` or ``mask``, and a part
+    """The protocol name (``"colorization"``, ``"inpainting"``, ...) when the run also gives a
+    full-resolution result, else ``None``: a real input (not ``simulate``), a single
+    degradation with a full-resolution finish (``Degradation.full_resolution``), and a part
     of the input seen by the prior (all of it, or the centre crop) larger than the prior."""
-    task = setup.protocol
-    if simulate or task not in ("colorization", "inpainting"):
+    from dgp_toolkit.images import fit_box
+    from dgp_toolkit.plugins.degradations.base import Degradation
+
+    step = setup.task_step
+    if simulate or step is None or type(step).full_resolution is Degradation.full_resolution \
+            or not hasattr(step, "full_resolution"):
         return None
     width, height = inp.size
-    left, top, box_w, box_h = _fit_box(width, height, setup.prior.resolution, fit)
+    left, top, box_w, box_h = fit_box(width, height, setup.prior.resolution, resolve_fit(setup, fit))
     seen = (min(width, left + box_w) - max(0, left), min(height, top + box_h) - max(0, top))
-    return task if max(seen) > setup.prior.resolution else None
-
-
-def _task_of(steps: Sequence[Any]) -> str:
-    from dgp_toolkit.plugins.degradations.gray import Gray
-    from dgp_toolkit.plugins.degradations.mask import Mask
-
-    if len(steps) == 1 and isinstance(steps[0], Gray):
-        return "colorization"
-    if len(steps) == 1 and isinstance(steps[0], Mask):
-        return "inpainting"
-    return "plain"
+    return setup.protocol if max(seen) > setup.prior.resolution else None
 
 
 # --------------------------------------------------------------------------- running
@@ -389,7 +306,7 @@ class PreparedInput:
     start: float  # perf_counter() when its preparation began (for ``seconds``)
 
 
-def prepare_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", simulate: bool = False,
+def prepare_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "auto", simulate: bool = False,
                   seed: int = 0) -> PreparedInput:
     """Fit one loaded image to the prior and make its target (steps 2 and 4 of the data flow).
 
@@ -399,10 +316,8 @@ def prepare_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
     import torch
 
     from dgp_toolkit.engine import check_seed
-    from dgp_toolkit.images import FIT_MODES
 
-    if fit not in FIT_MODES:
-        raise DGPUsageError(f"unknown fit mode {fit!r} (choose from {', '.join(FIT_MODES)})")
+    fit = resolve_fit(setup, fit)
     seed = check_seed(seed)
     start = time.perf_counter()
     prior, degradation = setup.prior, setup.degradation
@@ -410,13 +325,13 @@ def prepare_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
     notes = list(inp.notes)
     width, height = inp.size
     degradation.check_image_size(width, height)
-    if not simulate and "gray" not in {step.name for step in setup.steps} and _is_grey(inp.pil):
+    if not simulate and "gray" not in {step.name for step in setup.steps} and is_grey(inp.pil):
         notes.append("the input is greyscale; to colorize it, add --degrade gray (in Python: 'gray' in degrade)")
 
     with torch.no_grad():
         if simulate:
             simulation = setup.simulation or simulation_of(setup)
-            clean, fitted = _fit_to(inp, side, side, fit, device, notes)
+            clean, fitted = fit_input(inp, side, side, fit, device, notes)
             generator = torch.Generator().manual_seed(int(seed))
             target = simulation.degrade(clean, generator=generator)
             notes.append(simulation.note(seed))
@@ -424,10 +339,10 @@ def prepare_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
             clean = None
             obs_h, obs_w = (int(v) for v in degradation.observation_size(side))
             if (obs_h, obs_w) != (side, side) and inp.size == (side, side):
-                fitted_t, fitted = _fit_to(inp, side, side, fit, device, notes)
+                fitted_t, fitted = fit_input(inp, side, side, fit, device, notes)
                 notes.append(f"taken as a full-size observation ({side}x{side})")
             else:
-                fitted_t, fitted = _fit_to(inp, obs_w, obs_h, fit, device, notes)
+                fitted_t, fitted = fit_input(inp, obs_w, obs_h, fit, device, notes)
                 if (obs_h, obs_w) != (side, side):
                     notes.append(f"taken as the low-resolution observation ({obs_w}x{obs_h} for a "
                                  f"{side}x{side} prior) and brought up by observe()")
@@ -439,7 +354,7 @@ def prepare_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", si
 
 
 def finish_input(setup: RestoreSetup, prep: PreparedInput, results: Sequence[Any], *, options: Any,
-                 fit: str = "crop", simulate: bool = False) -> RestoreResult:
+                 fit: str = "auto", simulate: bool = False) -> RestoreResult:
     """An input's :class:`RestoreResult` from its runs' engine results (step 6 of the data
     flow): the mean of the runs that did not diverge, the task's finish, scores and config.
 
@@ -474,15 +389,14 @@ def finish_input(setup: RestoreSetup, prep: PreparedInput, results: Sequence[Any
     if res.fitted:
         notes.append("fitted with the image: " + ", ".join(f"{k} = {v:.3g}" for k, v in res.fitted.items()))
         notes.extend(res.fitted_notes)
-    task = setup.protocol
     metrics = setup.score(finished, target, prep.clean) if simulate else None
     full = None
     if full_resolution_task(setup, prep.inp, fit=fit, simulate=simulate):
-        full, note = _full_resolution(setup, task, prep.inp, finished, fit)
+        full, note = _full_resolution(setup, prep.inp, finished, resolve_fit(setup, fit))
         notes.append(note)
     seconds = time.perf_counter() - prep.start
     class_index = int(res.class_index)
-    config = _config(setup, prep.inp, res, fit=fit, simulate=simulate, seed=seed,
+    config = run_config(setup, prep.inp, res, fit=fit, simulate=simulate, seed=seed,
                      iterations_scale=options.iterations_scale, check_every=options.check_every,
                      class_index=class_index, precision=res.config.get("precision", options.precision), runs=n_runs)
     if res.fitted:
@@ -513,7 +427,7 @@ class RestoreFailure:
     source: str = ""
 
 
-def restore_stream(setup: RestoreSetup, inputs: Any, *, options: Any = None, fit: str = "crop",
+def restore_stream(setup: RestoreSetup, inputs: Any, *, options: Any = None, fit: str = "auto",
                    simulate: bool = False, batch: int = 1, progress: Callable[[Any], None] | None = None,
                    ) -> Any:
     """Restore many inputs with one set-up, ``batch`` generator copies at a time.
@@ -582,7 +496,7 @@ def restore_stream(setup: RestoreSetup, inputs: Any, *, options: Any = None, fit
 
 def restore_many(images: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any = None,
                  label: int | str | None = None, device: str | None = None,
-                 weights: str | os.PathLike | None = None, fit: str = "crop", simulate: bool = False,
+                 weights: str | os.PathLike | None = None, fit: str = "auto", simulate: bool = False,
                  simulate_with: Any = None, batch: int = 4, options: Any = None,
                  progress: Callable[[Any], None] | None = None, **run_options: Any) -> Any:
     """Restore many images with one prior; yields ``(index, RestoreResult)`` as each batch finishes.
@@ -623,7 +537,7 @@ def run_options_of(options: Any, keywords: dict[str, Any]) -> Any:
     return options.replace(**keywords) if keywords else options
 
 
-def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "crop", simulate: bool = False,
+def restore_input(setup: RestoreSetup, inp: InputImage, *, fit: str = "auto", simulate: bool = False,
                   progress: Callable[[Any], None] | None = None, options: Any = None,
                   **run_options: Any) -> RestoreResult:
     """Restore one loaded image with a prepared set-up (the body of :func:`restore`): a
@@ -675,7 +589,7 @@ def _generator_state(res: Any) -> dict[str, Any]:
 
 def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any = None,
             label: int | str | None = None, device: str | None = None,
-            weights: str | os.PathLike | None = None, fit: str = "crop", simulate: bool = False,
+            weights: str | os.PathLike | None = None, fit: str = "auto", simulate: bool = False,
             simulate_with: Any = None, progress: Callable[[Any], None] | None = None, options: Any = None,
             **run_options: Any) -> RestoreResult:
     """Restore ``image`` with a deep generative prior; returns a :class:`RestoreResult`.
@@ -725,158 +639,13 @@ def restore(image: Any, degrade: Any = (), prior: Any = "biggan", *, preset: Any
                          options=options, **run_options)
 
 
-# --------------------------------------------------------------------------- scores
 # --------------------------------------------------------------------------- full resolution
-def _fit_box(width: int, height: int, side: int, fit: str) -> tuple[int, int, int, int]:
-    """``(left, top, w, h)`` of the source region that ``fit_image`` maps onto ``side x side``.
+def _full_resolution(setup: RestoreSetup, inp: InputImage, finished: Any, fit: str) -> tuple[Image.Image, str]:
+    """The task's full-resolution finish (the degradation's ``full_resolution``)."""
+    from dgp_toolkit.images import FullFrame, to_pil
 
-    Mirrors :func:`dgp_toolkit.images.fit_image` for a square target; with ``pad`` the
-    region reaches beyond the image (negative ``left``/``top``).
+    frame = FullFrame.of(to_pil(finished), inp.pil, setup.prior.resolution, fit)
+    array, note = setup.task_step.full_resolution(frame)
+    return Image.fromarray(array), note
 
-    >>> _fit_box(64, 48, 32, "crop"), _fit_box(64, 48, 32, "pad"), _fit_box(64, 48, 32, "resize")
-    ((8, 0, 48, 48), (0, -8, 64, 64), (0, 0, 64, 48))
-    """
-    if fit == "resize" or width == height:
-        return (0, 0, width, height)
-    if fit == "crop":
-        cut = min(width, height)
-        return ((width - cut) // 2, (height - cut) // 2, cut, cut)
-    big = max(width, height)
-    return (-((big - width) // 2), -((big - height) // 2), big, big)
-
-
-def _full_resolution(setup: RestoreSetup, task: str, inp: InputImage, finished: Any,
-                     fit: str) -> tuple[Image.Image, str]:
-    from dgp_toolkit.images import to_array
-    from dgp_toolkit.metrics import put_luminance
-
-    width, height = inp.size
-    side = setup.prior.resolution
-    left, top, bw, bh = _fit_box(width, height, side, fit)
-    x0, y0, x1, y1 = max(0, left), max(0, top), min(width, left + bw), min(height, top + bh)
-    restored = Image.fromarray(to_array(finished)).resize((bw, bh), _BICUBIC)
-    region = restored.crop((x0 - left, y0 - top, x1 - left, y1 - top))
-    source = np.asarray(inp.pil)
-    if task == "colorization":
-        with warnings.catch_warnings():  # out-of-gamut Lab values are clipped, as intended
-            warnings.simplefilter("ignore", UserWarning)
-            rgb = put_luminance(np.asarray(region), source[y0:y1, x0:x1])
-        out = Image.fromarray(np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8))
-        covered = "the whole image" if (x1 - x0, y1 - y0) == (width, height) else f"its {x1 - x0}x{y1 - y0} centre crop"
-        return out, f"full-resolution colorization: the input's luminance with the restored colour ({covered})"
-    step = setup.steps[0]
-    file = step.options.get("file")
-    if file is not None:  # the mask is drawn at the input's size: use it exactly
-        from dgp_toolkit.images import read_image
-
-        grey = np.asarray(read_image(file).image.convert("L"))
-        alpha = (grey < 128).astype(np.float64)[y0:y1, x0:x1]
-        outside = int((grey < 128).sum() - (grey[y0:y1, x0:x1] < 128).sum())
-    else:
-        missing = (step.missing(side, side) * 255).astype(np.uint8)
-        hole = Image.fromarray(missing).resize((bw, bh), Image.Resampling.BILINEAR)
-        alpha = np.asarray(hole.crop((x0 - left, y0 - top, x1 - left, y1 - top)), dtype=np.float64) / 255.0
-        outside = 0
-    alpha = alpha[..., None]
-    out = source.astype(np.float64).copy()
-    out[y0:y1, x0:x1] = alpha * np.asarray(region, dtype=np.float64) + (1 - alpha) * out[y0:y1, x0:x1]
-    note = f"full-resolution inpainting: the filled hole pasted back into the {width}x{height} input"
-    if outside:
-        note += f" ({outside} missing pixels lie outside the fitted region and were left as they are)"
-    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8)), note
-
-
-# --------------------------------------------------------------------------- sheet
-def make_sheet(result: RestoreResult, *, tile: int = 128) -> Image.Image:
-    """A labelled strip: input, observation, one snapshot per stage, result.
-
-    Tiles are enlarged (nearest neighbour) to at least ``tile`` pixels so that 32-px
-    results stay visible.
-    """
-    from PIL import ImageDraw
-
-    from dgp_toolkit.images import to_pil
-
-    side = result.image.size[0]
-    size = max(side, tile)
-    tiles = [("input", result.input), ("observation", result.observation)]
-    tiles += [(f"stage {i + 1}", to_pil(s)) for i, s in enumerate(result.snapshots)]
-    tiles.append(("result", result.image))
-    band, pad = 14, 4
-    sheet = Image.new("RGB", (len(tiles) * (size + pad) + pad, size + band + 2 * pad), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for i, (label, image) in enumerate(tiles):
-        x = pad + i * (size + pad)
-        sheet.paste(image.convert("RGB").resize((size, size), Image.Resampling.NEAREST), (x, pad))
-        draw.text((x + 2, pad + size + 1), label, fill=(0, 0, 0))
-    return sheet
-
-
-# --------------------------------------------------------------------------- configuration
-def versions() -> dict[str, str]:
-    """Versions of Python, the toolkit and the libraries a result depends on."""
-    out = {"python": platform.python_version()}
-    for dist in ("dgp-toolkit", "torch", "numpy", "pillow", "scikit-image", "kornia", "safetensors"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
-def _preset_dict(preset: Any) -> Any:
-    for attr in ("to_dict", "as_dict"):
-        method = getattr(preset, attr, None)
-        if callable(method):
-            return method()
-    return str(preset)
-
-
-def _config(setup: RestoreSetup, inp: InputImage, res: Any, **run: Any) -> dict[str, Any]:
-    prior = setup.prior
-    describe = getattr(prior, "describe", None)
-    class_index = run.pop("class_index")
-    names = getattr(prior, "class_names", ())
-    return {
-        "input": {"source": inp.source, "size": list(inp.size)},
-        "degradations": list(setup.specs),
-        "prior": describe() if callable(describe) else {"name": getattr(prior, "name", str(prior))},
-        "weights": setup.weights,
-        "device": str(prior.device),
-        "preset": {"name": getattr(setup.preset, "name", None), "resolved": _preset_dict(setup.preset)},
-        "class": {"given": setup.label, "index": class_index,
-                  "name": names[class_index] if 0 <= class_index < len(names) else None},
-        **run,
-        "engine": dict(res.config or {}),
-        "stopped": res.stopped,
-        "message": res.message or "",
-        "timings": dict(res.timings or {}),
-        "versions": versions(),
-    }
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with JSON-only types: non-finite floats become ``None``, paths and other
-    objects strings, tuples lists, numpy and 0-d torch scalars Python numbers.
-
-    >>> json_safe({"psnr": float("inf"), "size": (2, 3), "mean": np.float32(0.5)})
-    {'psnr': None, 'size': [2, 3], 'mean': 0.5}
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "ndim", None) == 0:
-        return json_safe(item())
-    return str(value)
 

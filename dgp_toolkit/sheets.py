@@ -139,3 +139,14 @@ def write_gif(frames: Sequence[Image.Image], path: str | os.PathLike, *, duratio
 
     data = gif_bytes(frames, duration_ms=duration_ms)
     return write_atomic(path, lambda handle: handle.write(data), overwrite=overwrite, protect=protect)
+
+
+def restoration_sheet(result: Any) -> Image.Image:
+    """A labelled strip of one restoration (a :class:`~dgp_toolkit.RestoreResult`): input,
+    observation, the generator's output at the end of each stage, result."""
+    from dgp_toolkit.images import to_pil
+
+    tiles = [("input", result.input), ("observation", result.observation)]
+    tiles += [(f"stage {i + 1}", to_pil(s)) for i, s in enumerate(result.snapshots)]
+    tiles.append(("result", result.image))
+    return labelled_sheet([tiles])

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Rebuild the README's editing and restoration figures in docs/ with the embedded prior.
-#   bash docs/make_figures.sh            (about 10 minutes on a 2-core CPU)
-# Every figure is written by the dgp-tool command shown, then copied here.
+# Rebuild every figure in docs/ with the embedded prior: the README's before/after sheet
+# (docs/make_front_sheet.py) and the figures of docs/editing.md.
+#   bash docs/make_figures.sh            (about 15 minutes on a 2-core CPU)
+# Every editing figure is written by the dgp-tool command shown, then copied here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 img=examples/images
 q="--quiet --overwrite"
+
+# the README's picture: per task, a photo, its observation and the restoration
+python docs/make_front_sheet.py
 
 # restoration: input, observation, each stage, result
 dgp-tool restore $img/cifar_ship_800.png --degrade downsample:factor=4 --simulate --sheet -o "$out/restore" $q > /dev/null

@@ -99,9 +99,9 @@ def test_click_exits_pass_through():
 
 
 def test_plugin_registry_failure_in_main_is_one_line(dgp, monkeypatch):
-    from dgp_toolkit import registry
+    from dgp_toolkit import plugin_manager
 
-    monkeypatch.setattr(registry, "DEFAULT_PLUGINS", (*registry.DEFAULT_PLUGINS, "no_such_builtin_xyz"))
+    monkeypatch.setattr(plugin_manager, "DEFAULT_PLUGINS", (*plugin_manager.DEFAULT_PLUGINS, "no_such_builtin_xyz"))
     result = dgp("--help")
     assert result.exit_code == 1
     assert result.stderr.strip().startswith("Error: built-in plugin no_such_builtin_xyz is broken")

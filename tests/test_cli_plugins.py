@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from dgp_toolkit.registry import DEFAULT_PLUGINS, REGISTERS_KEYS
+from dgp_toolkit.cli.app import COMMAND_PLUGINS
+from dgp_toolkit.plugin_manager import DEFAULT_PLUGINS, REGISTERS_KEYS
 
 BUILTIN_DEGRADATIONS = {"blur", "downsample", "gray", "mask", "noise"}
 
@@ -13,7 +14,7 @@ def test_plugins_json_lists_builtins(dgp):
     result = dgp("plugins", "--json")
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [row["entry_point"] for row in rows] == list(DEFAULT_PLUGINS)
+    assert [row["entry_point"] for row in rows] == [*DEFAULT_PLUGINS, *COMMAND_PLUGINS]
     for row in rows:
         assert set(row) == {"entry_point", "distribution", "version", "registers", "error"}
         assert tuple(row["registers"]) == REGISTERS_KEYS

@@ -398,8 +398,9 @@ def test_a_bad_input_among_good_ones_is_skipped_and_the_batch_exits_3(run, tmp_p
     assert "b.png: is truncated or corrupt" in records[1]["error"]
     assert records[2]["error"] == "missing.png: no such file"
     assert error_lines(result.stderr) == [f"Error: {records[1]['error']}", "Error: missing.png: no such file"]
+    # (grey inputs larger than the prior come back whole, at their own size: restored_full)
     assert files(tmp_path / "out") == sorted(
-        f"{n}_{s}" for n in "ac" for s in ("restored.png", "observed.png", "run.json"))
+        f"{n}_{s}" for n in "ac" for s in ("restored.png", "observed.png", "run.json", "restored_full.png"))
 
 
 def test_batch_size_changes_no_output_name_json_key_or_class(run, tmp_path):

@@ -320,5 +320,5 @@ def test_an_unwritable_cache_is_refused_before_the_files_are_read(dgp, tmp_path,
     (tmp_path / "taken").write_text("a file")
     monkeypatch.setenv(store.ENV_HOME, str(tmp_path / "taken" / "cache"))
     result = dgp("weights", "import", g, d, "--config", write_config(tmp_path / "a.json", SMALL), "--as", "x")
-    assert_one_line_error(result, 2, "the weights cache", "taken is a file", "set DGP_TOOLKIT_HOME")
+    assert_one_line_error(result, 1, "cannot write to the weights cache", "taken is a file", "set DGP_TOOLKIT_HOME")
     assert "reading" not in result.stderr

@@ -66,7 +66,8 @@ def test_hole_is_zero_in_minus_one_to_one_space():
 def test_mask_file_black_is_missing(tmp_path):
     path = _write_mask(tmp_path / "m.png", 16, 16, (3, 4, 5, 6))
     m = Mask(file=str(path))
-    assert m.options == {"box": None, "file": path, "fit": "crop"}
+    # fitted like an inpainting input by default: the whole frame (resize)
+    assert m.options == {"box": None, "file": path, "fit": "resize"}
     missing = m.missing(16, 16)
     expected = np.zeros((16, 16), bool)
     expected[4:10, 3:8] = True
@@ -76,10 +77,10 @@ def test_mask_file_black_is_missing(tmp_path):
 def test_mask_file_is_fitted_like_the_image(tmp_path):
     # a 48x32 mask with a hole on the left edge: a centre crop to 32x32 cuts 8 px per side
     path = _write_mask(tmp_path / "wide.png", 48, 32, (10, 0, 6, 32))
-    crop = Mask(file=path).missing(32, 32)
+    crop = Mask(file=path, fit="crop").missing(32, 32)
     assert crop[:, 2:8].all() and not crop[:, 8:].any() and not crop[:, :2].any()
     # resize squeezes it instead: columns 10..16 of 48 become about 6.7..10.7 of 32
-    resized = Mask(file=path, fit="resize").missing(32, 32)
+    resized = Mask(file=path).missing(32, 32)  # the default
     assert resized[:, 8].all() and not resized[:, 12:].any()
     # same as fitting the mask image with images.fit_image
     reference = np.asarray(fit_image(Image.open(path).convert("L"), 32, mode="pad").image) < 128

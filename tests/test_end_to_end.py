@@ -1,4 +1,4 @@
-"""End to end on the shipped (embedded) prior: the README's quick start, shortened."""
+"""End to end on the shipped (embedded) prior: the README's main job, shortened."""
 
 import json
 import os

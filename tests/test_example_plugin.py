@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgp_toolkit.registry import reset_registry
 from dgp_toolkit.testing import DegradationContract
+from dgp_toolkit.registry import reset_registry
 
 EXAMPLE_PLUGIN_DIR = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "pixelate"
 
@@ -202,6 +202,25 @@ def test_console_script_sees_the_example(pixelate, tmp_path):
     out = subprocess.run([exe, "plugins", "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "pixelate" in {row["entry_point"] for row in json.loads(out.stdout)}
+
+
+def _pixelate_class():
+    """The example's ``Pixelate``, loaded from its file (the contract needs no installation)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "dgp_pixelate_under_contract", EXAMPLE_PLUGIN_DIR / "dgp_pixelate" / "degradation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Pixelate
+
+
+class TestPixelateContract(DegradationContract):
+    """The example passes the degradation contract, as docs/plugins.md tells a plugin to."""
+
+    factory = _pixelate_class()
+    valid_options = [{}, {"size": "2"}, {"size": 8}]
+    invalid_options = [{"size": "0"}, {"size": "many"}, {"size": "300"}]
 
 
 # ----------------------------------------------------------------------------- broken plugins

@@ -246,8 +246,8 @@ def test_inputs_no_larger_than_the_prior_have_no_full_resolution_output(prior, p
 def test_sheet_holds_input_observation_stages_and_result(prior, preset):
     result = dgp_toolkit.restore(photo(), ["gray"], prior, preset=preset)
     assert len(result.snapshots) == 2
-    sheet = result.sheet()
-    assert sheet.mode == "RGB" and sheet.size[0] > 5 * 128 and sheet.size[1] > 128
+    sheet = result.sheet()  # five tiles (input, observation, 2 stages, result), 32 px enlarged to 96
+    assert sheet.mode == "RGB" and sheet.size[0] > 5 * 96 and sheet.size[1] > 96
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -352,3 +352,74 @@ def test_a_grey_input_without_the_gray_degradation_gets_a_tip(prior, preset):
     assert any(tip in n for n in dgp_toolkit.restore(grey, ["blur:sigma=0.5"], prior, preset=preset).notes)
     assert not any(tip in n for n in dgp_toolkit.restore(grey, ["gray"], prior, preset=preset).notes)
     assert not any(tip in n for n in dgp_toolkit.restore(photo(), ["blur:sigma=0.5"], prior, preset=preset).notes)
+
+
+@pytest.mark.parametrize("degrade", [["gray"], ["mask:box=8/8/8/8"]])
+def test_a_real_photo_comes_back_whole_at_its_own_size(degrade, prior, preset):
+    """A 256x170 photo (grey for colorization): by default the whole frame is fitted to the
+    prior (resize) and the finish is applied at the input's size, so nothing is cut off."""
+    array = photo(256, 170)
+    if degrade == ["gray"]:
+        array = np.repeat(np.asarray(Image.fromarray(array).convert("L"))[..., None], 3, axis=-1)
+    result = dgp_toolkit.restore(array, degrade, prior, preset=preset)
+    assert result.full_resolution is not None and result.full_resolution.size == (256, 170)
+    assert any("resized 256x170 to 32x32" in note for note in result.notes)
+    if degrade == ["gray"]:  # the photo's own luminance everywhere, colour over the whole frame
+        assert any("(the whole image)" in note for note in result.notes)
+    else:  # the known pixels are the photo's own, including its sides
+        full = np.asarray(result.full_resolution)
+        assert np.array_equal(full[:, :40], array[:, :40]) and np.array_equal(full[:, -40:], array[:, -40:])
+    # the old behaviour is one option away: the centre crop
+    cropped = dgp_toolkit.restore(array, degrade, prior, preset=preset, fit="crop")
+    assert cropped.full_resolution.size == ((170, 170) if degrade == ["gray"] else (256, 170))
+
+
+THIRD_PARTY_TASK = '''
+import numpy as np
+import torch
+from dgp_toolkit import Degradation, hookimpl
+
+
+class Darken(Degradation):
+    """Halves the brightness; declares its task, scoring rule, fit and full-resolution finish."""
+
+    name = "darken"
+    OPTIONS = {}
+    task = "deblurring"          # the preset it calls for alone
+    protocol = "darkened"        # named in the metrics
+    default_fit = "resize"       # the whole frame
+
+    def forward(self, x):
+        return (self.check_images(x) + 1) / 2 - 1
+
+    def scores(self, restored, clean, observation):
+        return {"psnr": 99.0, "ssim": 1.0}
+
+    def full_resolution(self, frame):
+        x0, y0, x1, y1 = frame.region
+        out = frame.source.copy()
+        out[y0:y1, x0:x1] = frame.restored
+        return out, "darken: the restoration stretched over the whole input"
+
+
+@hookimpl
+def register_degradations(register):
+    register("darken", Darken)
+'''
+
+
+def test_a_third_party_degradation_owns_its_task(plugin_dist, prior, preset):
+    """Task, scoring rule, default fit and full-resolution finish come from the plugin: the
+    core names no plugin class."""
+    from dgp_toolkit.presets import task_for_degradations
+    from dgp_toolkit.registry import reset_registry
+
+    plugin_dist("dgp-toolkit-darken", entry_points={"darken": "dgp_darken_mod"},
+                modules={"dgp_darken_mod": THIRD_PARTY_TASK})
+    reset_registry()  # discover it
+    assert task_for_degradations(["darken"]) == "deblurring"
+    result = dgp_toolkit.restore(photo(64, 48), ["darken"], prior, preset=preset)
+    assert result.full_resolution.size == (64, 48) and "darken: the restoration" in result.notes[-1]
+    assert any("resized 64x48 to 32x32" in note for note in result.notes)
+    scored = dgp_toolkit.restore(photo(64, 48), ["darken"], prior, preset=preset, simulate=True)
+    assert scored.metrics["protocol"] == "darkened" and scored.metrics["result"]["psnr"] == 99.0

@@ -35,6 +35,19 @@ PROG_NAME = "dgp-tool"
 ENV_DEBUG = "DGP_TOOLKIT_DEBUG"
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: The command line's own commands: built-in plugins (one module per command family) that
+#: implement only ``register_commands``. Loaded when the group is built, never by the
+#: Python API, and listed by ``dgp-tool plugins`` right after the other built-ins.
+COMMAND_PLUGINS: tuple[str, ...] = (
+    "dgp_toolkit.cli.plugins",
+    "dgp_toolkit.cli.degradations",
+    "dgp_toolkit.cli.weights",
+    "dgp_toolkit.cli.train",
+    "dgp_toolkit.cli.restore",
+    "dgp_toolkit.cli.presets",
+    "dgp_toolkit.cli.manipulate",
+)
+
 HELP = """Restore and edit images with a deep generative prior (DGP).
 
 DGP inverts a pretrained GAN: it searches for the latent code, and then fine-tunes the
@@ -105,12 +118,12 @@ def translate_exception(exc: BaseException, debug: bool) -> click.ClickException
 class DGPGroup(click.Group):
     """A ``click.Group`` that maps exceptions to one-line errors and exit codes.
 
-    ``registry`` is the plugin registry its commands came from; ``strict_error``, when
+    ``plugin_manager`` is the plugin manager its commands came from; ``strict_error``, when
     set, is what strict mode raised for a broken plugin: every command but ``plugins``
     stops with it.
     """
 
-    registry: Any = None
+    plugin_manager: Any = None
     strict_error: Exception | None = None
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
@@ -134,10 +147,11 @@ class DGPGroup(click.Group):
 def make_cli() -> click.Group:
     """Build the ``dgp-tool`` group with every command of every loaded plugin.
 
-    Builds the plugin registry if needed (so plugin warnings are printed now) and raises
+    Loads the plugins if needed and collects their commands (:data:`COMMAND_PLUGINS`
+    first), so plugin warnings are printed now; raises
     :class:`~dgp_toolkit.errors.PluginError` if a built-in plugin is broken. In strict
     mode a broken third-party plugin makes every command but ``plugins`` fail (see
-    :func:`load_registry`). Each call returns a new group.
+    :func:`load_plugins`). Each call returns a new group.
 
     >>> from click.testing import CliRunner
     >>> CliRunner().invoke(make_cli(), ["--version"]).output.startswith("dgp-tool ")
@@ -160,30 +174,33 @@ def make_cli() -> click.Group:
     def cli(debug: bool) -> None:
         pass
 
-    cli.registry, cli.strict_error = load_registry()
-    for name, entry in cli.registry.commands.items():
+    cli.plugin_manager, commands, cli.strict_error = load_plugins()
+    for name, entry in commands.items():
         cli.add_command(entry.command, name)
     return cli
 
 
-def load_registry() -> tuple[Any, Exception | None]:
-    """The plugin registry, and the error strict mode raised for a broken plugin (or ``None``).
+def load_plugins() -> tuple[Any, dict[str, Any], Exception | None]:
+    """The plugin manager, the commands it collected, and the error strict mode raised for a
+    broken plugin (or ``None``).
 
-    Under ``DGP_TOOLKIT_STRICT_PLUGINS`` a broken plugin stops the shared registry from
-    being built; the plugins are then loaded again the lenient way, without warnings, so
-    that ``dgp-tool plugins`` can list every one with its error. A broken built-in plugin
+    Under ``DGP_TOOLKIT_STRICT_PLUGINS`` a broken plugin stops the shared manager from
+    loading; the plugins are then loaded again the lenient way, without warnings, so that
+    ``dgp-tool plugins`` can list every one with its error. A broken built-in plugin
     still raises.
     """
     from dgp_toolkit.errors import PluginError
-    from dgp_toolkit.registry import ENV_STRICT, Registry, get_registry
+    from dgp_toolkit.plugin_manager import ENV_STRICT, PluginManager, get_plugin_manager
 
     try:
-        return get_registry(), None
+        manager = get_plugin_manager()
+        return manager, manager.collect_commands(COMMAND_PLUGINS), None
     except PluginError as exc:
         if not _env_flag(ENV_STRICT):
             raise
         lenient = {k: v for k, v in os.environ.items() if k != ENV_STRICT}
-        return Registry.build(environ=lenient, warn=False), exc
+        manager = PluginManager.load(environ=lenient, warn=False)
+        return manager, manager.collect_commands(COMMAND_PLUGINS), exc
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,11 +23,11 @@ def plugins_command(as_json: bool) -> None:
     "error": null or a string}.
     """
     from dgp_toolkit.cli.output import echo_json, stderr_console, stdout_console
-    from dgp_toolkit.registry import ENV_DISABLE, get_registry
+    from dgp_toolkit.plugin_manager import ENV_DISABLE, get_plugin_manager
 
-    root = click.get_current_context().find_root().command  # make_cli's group: its registry
-    registry = getattr(root, "registry", None) or get_registry()
-    rows = [info.as_dict() for info in registry.plugins]
+    root = click.get_current_context().find_root().command  # make_cli's group: its plugin manager
+    manager = getattr(root, "plugin_manager", None) or get_plugin_manager()
+    rows = [info.as_dict() for info in manager.plugins]
     if as_json:
         echo_json(rows)
     else:
@@ -54,9 +54,9 @@ def plugins_command(as_json: bool) -> None:
                 style=None if row["error"] is None else "red",
             )
         stdout_console().print(table)
-    if registry.disabled:
+    if manager.disabled:
         stderr_console().print(
-            f"disabled by {ENV_DISABLE}: {', '.join(registry.disabled)}", markup=False
+            f"disabled by {ENV_DISABLE}: {', '.join(manager.disabled)}", markup=False
         )
     strict_error = getattr(root, "strict_error", None)
     if strict_error is not None:

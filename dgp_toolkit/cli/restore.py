@@ -26,7 +26,7 @@ from dgp_toolkit.cli.output import FOLDER, POSITIVE, SEED
 from dgp_toolkit.cli.signals import INTERRUPT_SIGNALS, interrupt_for
 from dgp_toolkit.hookspecs import hookimpl
 
-FIT_CHOICES = ("crop", "pad", "resize")  # dgp_toolkit.images.FIT_MODES, without importing numpy here
+FIT_CHOICES = ("auto", "crop", "pad", "resize")  # auto + dgp_toolkit.images.FIT_MODES, without importing numpy
 
 EPILOG = """\b
 Outputs per input NAME (in --output):
@@ -251,8 +251,10 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None) -> None:
                    "cuda are cuda:LOCAL_RANK).")
 @click.option("-o", "--output", "out_dir", type=FOLDER, default=Path("restored"),
               show_default=True, metavar="DIR", help="Folder for the outputs (created if missing).")
-@click.option("--fit", type=click.Choice(FIT_CHOICES), default="crop", show_default=True,
-              help="How an image of another size is brought to the prior's: centre crop, pad or resize.")
+@click.option("--fit", type=click.Choice(FIT_CHOICES), default="auto", show_default=True,
+              help="How an image of another size is brought to the prior's: centre crop, pad or resize; auto: "
+                   "resize (the whole photo) for gray and mask, whose results come back at the input's size, "
+                   "else crop.")
 @click.option("--simulate", is_flag=True,
               help="The input is clean: degrade it first, then score the observation and the result against it.")
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=None, metavar="FILE.json",

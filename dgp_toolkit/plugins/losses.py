@@ -60,7 +60,7 @@ class DiscriminatorLoss:
     def __call__(self, state: LossState):
         feats, target = state.features(), state.target_features
         n = min(state.ftr_num, len(feats))
-        total = 0.0
+        total = state.generated.new_zeros(state.generated.shape[0])  # zeros when no feature is used (ftr_num 0)
         for i in range(1, n + 1):
             total = total + per_image_mean((feats[-i] - target[-i]).abs())
         return total

@@ -147,7 +147,8 @@ def _stage_table(iterations, ft_num, g_lr, z_lr, lr_ratio=None, ftr_num=None, us
 
     its = per_stage("iterations", iterations, None, whole_number)
     if any(i < 1 for i in its):
-        raise DGPUsageError("every stage needs at least 1 iteration")
+        raise DGPUsageError(f"schedule field 'iterations' must hold values >= 1 (every stage needs at least "
+                            f"1 iteration), got {its!r}")
     ft = at_least("ft_num", per_stage("ft_num", ft_num, None, whole_number), 0)
     glr = at_least("g_lr", per_stage("g_lr", g_lr, None, finite_number), 0)
     zlr = at_least("z_lr", per_stage("z_lr", z_lr, None, finite_number), 0)

@@ -251,13 +251,14 @@ def import_pair(G_file: str | Path, D_file: str | Path, *, variant: str | None =
 
 
 def _check_cache_writable(name: str) -> None:
+    # A runtime error (exit 1), as when the write itself fails: the cache is no option.
     folder = weights_dir()
     try:
-        check_output_folder(folder, "the weights cache")
+        check_output_folder(folder, "cannot write to the weights cache")
         for path in (folder / f"{name}.safetensors", record_path(name)):
-            check_output_file(path, "the weights cache:", overwrite=True)
+            check_output_file(path, "cannot write to the weights cache:", overwrite=True)
     except DGPUsageError as exc:
-        raise DGPUsageError(f"{exc} (set {ENV_HOME} to a writable folder)") from None
+        raise DGPError(f"{exc} (set {ENV_HOME} to a writable folder)") from None
 
 
 def _config_from(config: dict[str, Any] | str | Path) -> Any:

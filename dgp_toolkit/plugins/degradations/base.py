@@ -297,11 +297,21 @@ class Degradation(torch.nn.Module):
         identity_forward: ``True`` when ``forward`` is the identity (the degradation acts
             only in ``degrade``, like noise). :class:`Compose` uses it to decide which
             ``finish`` steps still apply.
+        task: the task (a preset name, e.g. ``deblurring``) this degradation calls for
+            when it is the only one; ``None``: ``hybrid``. The presets' one task table.
+        protocol: how a result is scored against a clean image (:meth:`scores`), named in
+            the metrics: ``plain`` by default.
+        default_fit: how an input of another size is fitted to the prior when the user
+            does not say (``crop``; a task whose :meth:`full_resolution` finishes the whole
+            photo at its own size takes the whole frame: ``resize``).
     """
 
     name: ClassVar[str] = ""
     OPTIONS: ClassVar[dict[str, Option]] = {}
     identity_forward: ClassVar[bool] = False
+    task: ClassVar[str | None] = None
+    protocol: ClassVar[str] = "plain"
+    default_fit: ClassVar[str] = "crop"
 
     def __init__(self, **options: Any) -> None:
         super().__init__()
@@ -538,6 +548,23 @@ class Degradation(torch.nn.Module):
     def finish(self, restored: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """Task post-processing of the restored image given the observation (default: identity)."""
         return self.check_images(restored)
+
+    def scores(self, restored: torch.Tensor, clean: torch.Tensor, observation: torch.Tensor) -> dict[str, float]:
+        """PSNR and SSIM of ``restored`` against ``clean`` (``(1, 3, R, R)`` in [-1, 1]), by
+        this task's rule (``observation`` is what was observed); default: plain scores."""
+        from dgp_toolkit.metrics import scores
+
+        return scores(restored, clean)
+
+    def full_resolution(self, frame: Any) -> tuple[Any, str] | None:
+        """The result at the input's own resolution, or ``None`` (the default: none).
+
+        ``frame`` is a :class:`dgp_toolkit.images.FullFrame`: the input, the finished
+        restoration stretched back over the part of it the prior saw, and that geometry.
+        Returns ``(H x W x 3 uint8 array, one-line note)``. Called for a real (not
+        simulated) input larger than the prior, when this is the only degradation.
+        """
+        return None
 
     def observation_size(self, size: int | tuple[int, int]) -> tuple[int, int]:
         """``(height, width)`` of a real observation for a prior of ``size`` (default: the same).

@@ -84,6 +84,7 @@ class Blur(Degradation):
     """
 
     name = "blur"
+    task = "deblurring"
     OPTIONS = {
         "sigma": Option(float, 2.0, "Gaussian standard deviation in pixels (auto: fitted with the image)",
                         check=lambda v: 0 < v <= 100, allowed="greater than 0 and at most 100",

@@ -134,6 +134,7 @@ class Downsample(Degradation):
     """
 
     name = "downsample"
+    task = "super-resolution"
     OPTIONS = {
         "factor": Option(int, 4, "downscaling factor", choices=(2, 4, 8)),
     }

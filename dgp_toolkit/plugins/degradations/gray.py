@@ -54,6 +54,9 @@ class Gray(Degradation):
 
     name = "gray"
     OPTIONS = {}
+    task = "colorization"
+    protocol = "colorization"
+    default_fit = "resize"  # the whole photo: its colours come back over the whole frame
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return gray(self.check_images(x))
@@ -64,3 +67,25 @@ class Gray(Degradation):
     def finish(self, restored: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         restored, observed = self.check_pair(restored, observed)
         return replace_luminance(restored, observed)
+
+    def scores(self, restored, clean, observation):
+        """Scored after putting back the observation's Lab L (the reference's rule)."""
+        from dgp_toolkit.metrics import colorization_scores
+
+        return colorization_scores(restored, clean, grey=observation)
+
+    def full_resolution(self, frame):
+        """The input's own luminance with the restored colour, over the part the prior saw."""
+        import warnings
+
+        import numpy as np
+
+        from dgp_toolkit.metrics import put_luminance
+
+        x0, y0, x1, y1 = frame.region
+        with warnings.catch_warnings():  # out-of-gamut Lab values are clipped, as intended
+            warnings.simplefilter("ignore", UserWarning)
+            rgb = put_luminance(frame.restored, frame.source[y0:y1, x0:x1])
+        covered = "the whole image" if frame.whole else f"its {x1 - x0}x{y1 - y0} centre crop"
+        return (np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8),
+                f"full-resolution colorization: the input's luminance with the restored colour ({covered})")

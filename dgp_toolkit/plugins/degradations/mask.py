@@ -40,6 +40,9 @@ class Mask(Degradation):
     """
 
     name = "mask"
+    task = "inpainting"
+    protocol = "inpainting"
+    default_fit = "resize"  # the whole photo: the fill is pasted back into it at its own size
     OPTIONS = {
         "box": Option(int, None, "hole as x/y/w/h in pixels of the prior-sized image", length=4,
                       check=lambda v: v[0] >= 0 and v[1] >= 0 and v[2] > 0 and v[3] > 0,
@@ -47,7 +50,7 @@ class Mask(Degradation):
                       default_text="centred square, side min(h,w)//3"),
         "file": Option(Path, None, "mask image, black = missing (same size as the input image)"),
         "fit": Option(str, None, "how the mask file is fitted (as the image: crop, pad or resize)",
-                      choices=("crop", "pad", "resize"), default_text="crop (with file)"),
+                      choices=("crop", "pad", "resize"), default_text="resize (with file)"),
     }
 
     _source = None
@@ -64,7 +67,7 @@ class Mask(Degradation):
                 raise self.usage_error("option 'fit' only applies together with 'file'")
         else:
             if options["fit"] is None:
-                options["fit"] = "crop"
+                options["fit"] = "resize"  # as an inpainting input is fitted by default (the whole frame)
             self._source = self._read_mask(options["file"])
         return options
 
@@ -138,3 +141,33 @@ class Mask(Degradation):
         restored, observed = self.check_pair(restored, observed)
         known = self.known(*restored.shape[-2:], device=restored.device, dtype=restored.dtype)
         return known * observed + (1 - known) * restored
+
+    def scores(self, restored, clean, observation):
+        """Scored on the bounding box of the missing pixels."""
+        from dgp_toolkit.metrics import inpainting_scores
+
+        side = restored.shape[-1]
+        return inpainting_scores(restored, clean, self.missing(side, side))
+
+    def full_resolution(self, frame):
+        """The input with the filled hole pasted back at its own resolution: a mask file drawn
+        at the input's size is used exactly, a box is stretched as the fit stretched the input."""
+        x0, y0, x1, y1 = frame.region
+        file = self.options.get("file")
+        outside = 0
+        if file is not None:
+            from dgp_toolkit.images import read_image
+
+            grey = np.asarray(read_image(file).image.convert("L"))
+            alpha = (grey < 128).astype(np.float64)[y0:y1, x0:x1]
+            outside = int((grey < 128).sum() - (grey[y0:y1, x0:x1] < 128).sum())
+        else:
+            alpha = frame.to_region(self.missing(frame.side, frame.side))
+        out = frame.source.astype(np.float64).copy()
+        alpha = alpha[..., None]
+        out[y0:y1, x0:x1] = alpha * frame.restored + (1 - alpha) * out[y0:y1, x0:x1]
+        height, width = frame.source.shape[:2]
+        note = f"full-resolution inpainting: the filled hole pasted back into the {width}x{height} input"
+        if outside:
+            note += f" ({outside} missing pixels lie outside the fitted region and were left as they are)"
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8), note

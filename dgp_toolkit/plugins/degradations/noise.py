@@ -24,6 +24,7 @@ class Noise(Degradation):
     """
 
     name = "noise"
+    task = "denoising"
     identity_forward = True
     OPTIONS = {
         "sigma": Option(float, 0.1, "noise standard deviation on the [0, 1] intensity scale",

@@ -1,4 +1,4 @@
-"""``benchmarks/readme_tables.py``: the README's benchmark tables are the benchmarks' output."""
+"""``benchmarks/docs_tables.py``: the benchmark tables in docs/ are the benchmarks' output."""
 
 from __future__ import annotations
 
@@ -12,12 +12,20 @@ from tiny import benchmark_module
 
 @pytest.fixture(scope="module")
 def tables():
-    yield benchmark_module("readme_tables", "readme_tables_benchmark")
-    sys.modules.pop("readme_tables_benchmark", None)
+    yield benchmark_module("docs_tables", "docs_tables_benchmark")
+    sys.modules.pop("docs_tables_benchmark", None)
 
 
-def test_the_readme_is_up_to_date_with_every_committed_result(tables):
-    assert tables.main(["--check"]) == 0, "run python benchmarks/readme_tables.py"
+def test_the_docs_are_up_to_date_with_every_committed_result(tables):
+    assert tables.main(["--check"]) == 0, "run python benchmarks/docs_tables.py"
+
+
+def test_every_block_is_in_one_page_of_docs(tables):
+    pages = {page: page.read_text() for page in tables.PAGES}
+    for name in tables.SOURCES:
+        holders = [page.name for page, text in pages.items() if tables.block_pattern(name).search(text)]
+        assert len(holders) == 1, (name, holders)
+    assert "<!-- BEGIN" not in (tables.ROOT / "README.md").read_text()  # the README carries no tables
 
 
 def test_the_colorization_table_reads_the_accuracy_file(tables, tmp_path):

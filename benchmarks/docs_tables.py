@@ -1,21 +1,23 @@
-"""Write the benchmark tables into the README from the benchmarks' own output files.
+"""Write the benchmark tables into docs/ from the benchmarks' own output files.
 
-    python benchmarks/readme_tables.py [--check]
+    python benchmarks/docs_tables.py [--check]
 
-Each table lives in the README between ``<!-- BEGIN NAME -->`` and ``<!-- END NAME -->``
-and is replaced by the text generated from its source (figures are never typed by hand):
+Each table lives in a page of docs/ (:data:`PAGES`) between ``<!-- BEGIN NAME -->`` and
+``<!-- END NAME -->`` and is replaced by the text generated from its source (figures are
+never typed by hand):
 
-=================  =========================================================
-``prior-quality``  ``benchmarks/results/prior_quality.json`` (``prior_quality.py --json``)
-``quality-100``    ``benchmarks/results/quality-100/quality.md`` (``quality.py --n 100 ...``)
-``speed``          ``benchmarks/results/speed/speed.md`` (``speed.py``)
-``engine-speed``   ``benchmarks/results/engine_vs_reference_n20.json`` (``engine_vs_reference.py --n 20 --json``)
-``colorization-``  ``benchmarks/results/colorization/accuracy.json``
+=================  =========================================================  ==================
+``prior-quality``  ``benchmarks/results/prior_quality.json`` (``prior_quality.py --json``)  docs/priors.md
+``quality-100``    ``benchmarks/results/quality-100/quality.md`` (``quality.py --n 100 ...``)  docs/benchmarks.md
+``speed``          ``benchmarks/results/speed/speed.md`` (``speed.py``)            docs/benchmarks.md
+``engine-speed``   ``benchmarks/results/engine_vs_reference_n20.json``               docs/benchmarks.md
+                   (``engine_vs_reference.py --n 20 --json``)
+``colorization-``  ``benchmarks/results/colorization/accuracy.json``                 docs/benchmarks.md
 ``accuracy``       (``colorization_accuracy.py benchmarks/results/colorization``)
-=================  =========================================================
+=================  =========================================================  ==================
 
 A source that does not exist leaves its block as it is. ``--check`` writes nothing and
-exits 1 when the README is not up to date.
+exits 1 when a page is not up to date.
 """
 
 from __future__ import annotations
@@ -102,36 +104,49 @@ SOURCES = {
 }
 
 
-def render(readme: str) -> str:
+#: The pages of docs/ that hold generated tables.
+PAGES = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "priors.md")
+
+
+def block_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(<!-- BEGIN {re.escape(name)} -->\n)(.*?)(<!-- END {re.escape(name)} -->)", re.S)
+
+
+def render(pages: dict[Path, str]) -> dict[Path, str]:
+    """The pages with every block whose source exists replaced by the generated table."""
+    pages = dict(pages)
     for name, (path, make) in SOURCES.items():
         if not path.exists():
             continue
-        pattern = re.compile(rf"(<!-- BEGIN {re.escape(name)} -->\n)(.*?)(<!-- END {re.escape(name)} -->)", re.S)
-        if not pattern.search(readme):
-            print(f"warning: the README has no block {name!r}", file=sys.stderr)
+        pattern = block_pattern(name)
+        holders = [page for page, text in pages.items() if pattern.search(text)]
+        if not holders:
+            print(f"warning: no page of docs/ has the block {name!r}", file=sys.stderr)
             continue
         body = make(path)
-        # the tables' own level-1 headings would break the README's outline
+        # the tables' own level-1 headings would break the page's outline
         body = "\n".join(line for line in body.splitlines() if not line.startswith("# ")).strip("\n") + "\n"
-        readme = pattern.sub(lambda m: m.group(1) + body + m.group(3), readme)
-    return readme
+        for page in holders:
+            pages[page] = pattern.sub(lambda m: m.group(1) + body + m.group(3), pages[page])
+    return pages
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README is out of date; write nothing")
+    parser.add_argument("--pages", type=Path, nargs="+", default=list(PAGES),
+                        help="the pages to update (default: %(default)s)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a page is out of date; write nothing")
     args = parser.parse_args(argv)
-    old = args.readme.read_text()
+    old = {page: page.read_text() for page in args.pages}
     new = render(old)
+    stale = [page for page in args.pages if new[page] != old[page]]
     if args.check:
-        if new != old:
-            print(f"{args.readme} is out of date: run python benchmarks/readme_tables.py", file=sys.stderr)
-            return 1
-        return 0
-    if new != old:
-        args.readme.write_text(new)
-        print(f"updated {args.readme}", file=sys.stderr)
+        for page in stale:
+            print(f"{page} is out of date: run python benchmarks/docs_tables.py", file=sys.stderr)
+        return 1 if stale else 0
+    for page in stale:
+        page.write_text(new[page])
+        print(f"updated {page}", file=sys.stderr)
     return 0
 
 
