@@ -459,6 +459,16 @@ def test_resume_refuses_a_folder_made_by_another_command(run, tmp_path):
     assert run("a.png", "--resume", "--iterations-scale", "0.5", "--quiet").exit_code == 0  # the same: all done
 
 
+def test_workers_under_torchrun_is_a_usage_error(run, monkeypatch, tmp_path):
+    save_image(tmp_path / "a.png")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    result = run("a.png", "--workers", "2")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert error_lines(result.stderr) == ["Error: --workers: under torchrun every rank is a worker already; drop "
+                                          "--workers (or start more ranks with --nproc-per-node)"]
+
+
 def test_same_names_from_two_folders_exit_2_before_any_work_naming_both(run, tmp_path):
     # The clash was found up front but reported in the second input's turn, after the
     # first had been restored (its compute spent, its outputs written).

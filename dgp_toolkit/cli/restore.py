@@ -192,16 +192,21 @@ class _FolderDisplay(_LiveBars):
         from dgp_toolkit.cli.output import stderr_console
 
         self.console = stderr_console()
+        self.step = 0
         if enabled and total and self.console.is_terminal:
             self.progress = self.make(self.console)
             self.overall = self.progress.add_task(f"{total} inputs{where}", total=total, loss="-")
             self.batch = self.progress.add_task("batch: selecting latents", total=None, loss="-")
 
     def event(self, event: Any) -> None:
-        if self.progress is not None:
-            self.progress.update(self.batch, completed=event.step, total=event.total_steps, loss=f"{event.loss:.4g}",
-                                 description=f"batch of {event.batch} ({event.running} running): "
-                                             f"{_stage_text(event.stage, event.n_stages)}")
+        if self.progress is None:
+            return
+        if event.step < self.step:  # the next batch: its own elapsed time and ETA
+            self.progress.reset(self.batch)
+        self.step = event.step
+        self.progress.update(self.batch, completed=event.step, total=event.total_steps, loss=f"{event.loss:.4g}",
+                             description=f"batch of {event.batch} ({event.running} running): "
+                                         f"{_stage_text(event.stage, event.n_stages)}")
 
     def count(self, done: int) -> None:
         if self.progress is not None:
