@@ -17,16 +17,16 @@ restoring a folder (``dgp-tool restore FOLDER``) in one process or as one rank o
   and hands each input's record to a callback; :func:`merge_records` puts the records of
   every rank and the resumed ones back in input order.
 
-The process side (ranks, devices, the records' way to rank 0) is :mod:`dgp_toolkit.distributed`.
+The process side (ranks, devices, the records' way to rank 0, running a plan alone or as
+one rank) is :mod:`dgp_toolkit.distributed`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shlex
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from dgp_toolkit.paths import check_output_file
 
 __all__ = ["IMAGE_SUFFIXES", "OUTPUT_SUFFIXES", "DEFAULT_BATCH", "Entry", "FolderJob", "Plan", "is_image_file",
            "is_own_output", "expand_inputs", "planned_outputs", "name_clash", "default_batch", "make_plan",
-           "shard", "run_shard", "restore_plan", "merge_records", "exit_code", "new_record", "preset_name"]
+           "shard", "run_shard", "merge_records", "exit_code", "new_record", "preset_name"]
 
 #: Suffixes of the images a folder input expands to.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -579,94 +579,3 @@ def exit_code(codes: Sequence[int]) -> int:
     if not failed:
         return 0
     return failed[0] if len(codes) == 1 else 3
-
-
-# ----------------------------------------------------------------------------- one process, or one rank
-Lines = Callable[[list[tuple[str, str | None]]], None]
-
-
-def restore_plan(setup: Any, job: FolderJob, plan: Plan, *, ranks: Any = None, lines: Lines | None = None,
-                 progress: Callable[[Any], None] | None = None, count: Callable[[int], None] | None = None,
-                 stopped: Callable[[list[dict[str, Any]], list[int]], None] | None = None, hold: Any = None,
-                 ) -> tuple[list[dict[str, Any]], list[int]] | None:
-    """Restore what ``plan`` has still to do: alone (``ranks`` ``None``), or as one of
-    :class:`~dgp_toolkit.distributed.Ranks` (this rank's :func:`shard` of rank 0's plan).
-
-    Returns every record and exit code in input order (the resumed inputs' too) where
-    this process reports (alone, or rank 0); ``None`` on the other ranks. ``lines``
-    gets each input's stderr lines, ``progress`` the engine's events; ``count`` (where
-    this process reports) the number of inputs done on every rank so far.
-
-    Ctrl-C or SIGTERM: the inputs in flight are reported ``interrupted``, every rank
-    says it is through, and the reporting process hands the records it has (after
-    waiting up to :data:`~dgp_toolkit.distributed.STOP_WAIT_S` for the other ranks') to
-    ``stopped`` before the interrupt goes on; not when SIGTERM stops an attempt that an
-    elastic restart will follow (the last attempt reports, once).
-    """
-    from dgp_toolkit import distributed
-    from dgp_toolkit.cli.signals import Terminated
-
-    if ranks is None:
-        records: Any = distributed.LocalRecords()
-        indices = plan.todo
-    else:
-        records = distributed.join(ranks, setup.prior.device)
-        plan = distributed.share_plan(plan)
-        indices = shard(plan.todo, ranks.rank, ranks.world)
-    lead = ranks is None or ranks.rank == 0
-
-    def report(index: int, record: dict[str, Any], code: int, text: list[tuple[str, str | None]]) -> None:
-        records.put(index, record, code)
-        if lines is not None:
-            lines(text)
-        if lead and count is not None:
-            count(records.count())
-
-    def poll() -> None:
-        if count is not None:
-            count(records.count())
-
-    with _interrupt_once():  # the clean-up of a first Ctrl-C or SIGTERM is not cut short by a second
-        try:
-            run_shard(setup, job, plan, indices, report=report, progress=progress if lead else None, hold=hold)
-            records.close()
-            outcome = merge_records(plan, records.collect(poll=poll)) if lead else None
-        except KeyboardInterrupt as exc:
-            records.close()
-            if lead and stopped is not None and (ranks is None or ranks.last_attempt
-                                                 or not isinstance(exc, Terminated)):
-                stopped(*merge_records(plan, records.collect(timeout=distributed.STOP_WAIT_S)))
-            raise
-    if ranks is not None:
-        distributed.leave()
-    return outcome
-
-
-@contextlib.contextmanager
-def _interrupt_once() -> Iterator[None]:
-    """Within the block the first Ctrl-C or SIGTERM interrupts (SIGTERM as
-    :class:`~dgp_toolkit.cli.signals.Terminated`) and later ones are ignored, so that the
-    clean-up of the first (the records of the inputs in flight) is not cut short by the
-    second that often follows: a terminal's Ctrl-C reaches every rank and torchrun forwards
-    one too, and ``kill`` of a whole process group reaches the launcher, which forwards it."""
-    import signal
-    import threading
-
-    from dgp_toolkit.cli.signals import INTERRUPT_SIGNALS, interrupt_for
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    seen: list[int] = []
-
-    def interrupt(signum: int, frame: Any) -> None:
-        if not seen:
-            seen.append(signum)
-            raise interrupt_for(signum)
-
-    previous = {s: signal.signal(s, interrupt) for s in INTERRUPT_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

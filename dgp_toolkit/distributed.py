@@ -10,7 +10,8 @@ elastic launcher (:func:`launch_local_ranks`, what ``torchrun --standalone
 
 Each rank runs on its own device (``cuda:LOCAL_RANK`` where there are GPUs, else the CPU
 with ``cores / local ranks`` threads), joins the process group (gloo on the CPU, NCCL on
-CUDA), takes rank 0's plan of the folder (:func:`share_plan`) and restores its shard. Each
+CUDA), takes rank 0's plan of the folder (:func:`share_plan`) and restores its shard
+(:func:`run_plan`, which also runs a plan in one process without ranks). Each
 input's record goes to rank 0 as soon as it is done, through the rendezvous's key-value
 store (:class:`StoreRecords`), not through one collective at the end: a rank that is
 stopped (SIGTERM) or killed cannot take part in a collective, but the records it sent
@@ -30,7 +31,7 @@ from typing import Any
 
 from dgp_toolkit.errors import DGPError, DGPUsageError
 
-__all__ = ["Ranks", "LocalRecords", "StoreRecords", "join", "share_plan", "leave", "launch_local_ranks"]
+__all__ = ["Ranks", "LocalRecords", "StoreRecords", "join", "share_plan", "leave", "run_plan", "launch_local_ranks"]
 
 #: How long rank 0 waits for the other ranks' records once it is stopped (Ctrl-C, SIGTERM);
 #: torchrun gives a stopped group 30 s before it kills it.
@@ -226,6 +227,99 @@ def leave() -> None:
 
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- one process, or one rank
+Lines = Callable[[list[tuple[str, str | None]]], None]
+
+
+def run_plan(setup: Any, job: Any, plan: Any, *, ranks: Ranks | None = None, lines: Lines | None = None,
+             progress: Callable[[Any], None] | None = None, count: Callable[[int], None] | None = None,
+             stopped: Callable[[list[dict[str, Any]], list[int]], None] | None = None, hold: Any = None,
+             ) -> tuple[list[dict[str, Any]], list[int]] | None:
+    """Restore what ``plan`` (a :class:`~dgp_toolkit.batch.Plan`, for the
+    :class:`~dgp_toolkit.batch.FolderJob` ``job``) has still to do: alone (``ranks``
+    ``None``), or as one of :class:`Ranks` (this rank's :func:`~dgp_toolkit.batch.shard`
+    of rank 0's plan).
+
+    Returns every record and exit code in input order (the resumed inputs' too) where
+    this process reports (alone, or rank 0); ``None`` on the other ranks. ``lines``
+    gets each input's stderr lines, ``progress`` the engine's events; ``count`` (where
+    this process reports) the number of inputs done on every rank so far.
+
+    Ctrl-C or SIGTERM: the inputs in flight are reported ``interrupted``, every rank
+    says it is through, and the reporting process hands the records it has (after
+    waiting up to :data:`STOP_WAIT_S` for the other ranks') to
+    ``stopped`` before the interrupt goes on; not when SIGTERM stops an attempt that an
+    elastic restart will follow (the last attempt reports, once).
+    """
+    from dgp_toolkit.batch import merge_records, run_shard, shard
+    from dgp_toolkit.cli.signals import Terminated
+
+    if ranks is None:
+        records: Any = LocalRecords()
+        indices = plan.todo
+    else:
+        records = join(ranks, setup.prior.device)
+        plan = share_plan(plan)
+        indices = shard(plan.todo, ranks.rank, ranks.world)
+    lead = ranks is None or ranks.rank == 0
+
+    def report(index: int, record: dict[str, Any], code: int, text: list[tuple[str, str | None]]) -> None:
+        records.put(index, record, code)
+        if lines is not None:
+            lines(text)
+        if lead and count is not None:
+            count(records.count())
+
+    def poll() -> None:
+        if count is not None:
+            count(records.count())
+
+    with _interrupt_once():  # the clean-up of a first Ctrl-C or SIGTERM is not cut short by a second
+        try:
+            run_shard(setup, job, plan, indices, report=report, progress=progress if lead else None, hold=hold)
+            records.close()
+            outcome = merge_records(plan, records.collect(poll=poll)) if lead else None
+        except KeyboardInterrupt as exc:
+            records.close()
+            if lead and stopped is not None and (ranks is None or ranks.last_attempt
+                                                 or not isinstance(exc, Terminated)):
+                stopped(*merge_records(plan, records.collect(timeout=STOP_WAIT_S)))
+            raise
+    if ranks is not None:
+        leave()
+    return outcome
+
+
+@contextlib.contextmanager
+def _interrupt_once() -> Iterator[None]:
+    """Within the block the first Ctrl-C or SIGTERM interrupts (SIGTERM as
+    :class:`~dgp_toolkit.cli.signals.Terminated`) and later ones are ignored, so that the
+    clean-up of the first (the records of the inputs in flight) is not cut short by the
+    second that often follows: a terminal's Ctrl-C reaches every rank and torchrun forwards
+    one too, and ``kill`` of a whole process group reaches the launcher, which forwards it."""
+    import signal
+    import threading
+
+    from dgp_toolkit.cli.signals import INTERRUPT_SIGNALS, interrupt_for
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[int] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if not seen:
+            seen.append(signum)
+            raise interrupt_for(signum)
+
+    previous = {s: signal.signal(s, interrupt) for s in INTERRUPT_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # ----------------------------------------------------------------------------- --workers N

@@ -141,7 +141,7 @@ def test_two_machines_share_a_folder_through_a_c10d_rendezvous(folder, tmp_path)
     port = _free_port()
     nodes = [launch("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
                     f"127.0.0.1:{port}", "--rdzv-id", "photos", "restore", "photos", "-o", "out", "--degrade",
-                    "gray", "--resume") for _ in range(2)]
+                    "blur:sigma=1", "--resume") for _ in range(2)]
     results = [finish(proc) for proc in nodes]
     assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
     [stdout] = [out for _, out, _ in results if out.strip()]  # rank 0's launcher alone prints the list

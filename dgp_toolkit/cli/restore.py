@@ -313,7 +313,7 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
     and machines, and --resume finishes a run that was stopped.
     """
     from dgp_toolkit import batch as folder
-    from dgp_toolkit.distributed import Ranks, launch_local_ranks
+    from dgp_toolkit.distributed import Ranks, launch_local_ranks, run_plan
     from dgp_toolkit.engine import RunOptions
     from dgp_toolkit.paths import check_output_folder
     from dgp_toolkit.restoration import prepare_restore
@@ -357,9 +357,9 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
     if plan.done and lead and not quiet:
         display.lines([(f"--resume: {len(plan.done)} of {len(entries)} inputs are complete, skipped", None)])
     with display:
-        outcome = folder.restore_plan(setup, job, plan, ranks=ranks, lines=display.lines, progress=display.event,
-                                      count=display.count, stopped=lambda records, _: _emit(records, metrics_path),
-                                      hold=_CommitHold())
+        outcome = run_plan(setup, job, plan, ranks=ranks, lines=display.lines, progress=display.event,
+                           count=display.count, stopped=lambda records, _: _emit(records, metrics_path),
+                           hold=_CommitHold())
     if outcome is None:  # a rank other than 0: rank 0 reports
         return
     records, codes = outcome
