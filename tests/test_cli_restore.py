@@ -14,6 +14,7 @@ from PIL import Image
 
 from dgp_toolkit.priors.biggan.variants import ENV_EMBEDDED
 
+from processes import kill_tree
 from tiny import save_image
 
 KEYS = {"input", "output", "degradations", "preset", "class", "seconds", "observation", "result", "error"}
@@ -791,7 +792,7 @@ def _slow_restore(plugin_dist, tiny_files, tmp_path, *extra: str, session: bool 
     while len(list(markers.iterdir())) < inside and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)  # until every process is inside an image
     if len(list(markers.iterdir())) < inside:
-        proc.kill()
+        kill_tree(proc.pid)
         raise AssertionError(proc.communicate(timeout=120))
     return proc
 
@@ -807,7 +808,7 @@ def _stop(proc, signum: int, group: bool = False) -> tuple[str, str]:
         return proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            kill_tree(proc.pid)  # with --workers, its ranks too (each in a session of its own)
 
 
 def test_ctrl_c_to_the_parent_alone_reaches_the_workers(plugin_dist, tiny_files, tmp_path):

@@ -1,5 +1,5 @@
 """``torchrun ... -m dgp_toolkit restore``, for real: ranks on 127.0.0.1 with the gloo backend,
-the tiny prior as ``biggan``, every launcher in its own process group, killed in ``finally``.
+the tiny prior as ``biggan``, every launcher killed with its ranks in ``finally``.
 
 - two ranks on one machine (``--standalone``): every output, the one merged JSON list,
   a failing input recorded while the rank goes on, and ``--resume`` reporting it all again;
@@ -23,6 +23,7 @@ import pytest
 
 from dgp_toolkit.priors.biggan.variants import ENV_EMBEDDED
 
+from processes import kill_tree
 from tiny import save_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,8 +70,8 @@ def _free_port() -> int:
 @pytest.fixture
 def folder(tiny_files, tmp_path):
     """Five tiny photos in ``photos/``; ``launch(*torchrun_args, *restore_args)`` starts a
-    launcher there (its own session) and ``finish(proc)`` waits for it, every launcher
-    being killed with its ranks at the end of the test whatever happened."""
+    launcher there and ``finish(proc)`` waits for it, every launcher being killed with its
+    ranks at the end of the test whatever happened."""
     (tmp_path / "photos").mkdir()
     for i, name in enumerate("abcde"):
         save_image(tmp_path / "photos" / f"{name}.png", seed=i)
@@ -96,7 +97,7 @@ def folder(tiny_files, tmp_path):
     finally:
         for proc in procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its ranks: one process group
+                kill_tree(proc.pid)  # the launcher and its ranks (each in a session of its own)
                 proc.communicate(timeout=30)
 
 
