@@ -45,14 +45,24 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 OUTPUT_SUFFIXES = {"restored": "_restored.png", "observed": "_observed.png", "sheet": "_sheet.png",
                    "full_resolution": "_restored_full.png", "run": "_run.json"}
 #: ``--batch`` when not given, per device type: generator copies optimized together. CPU:
-#: 4 (batching gives a CPU little; the gain there is the folder's shared latent candidates,
-#: benchmarks/batched.py). CUDA: 16 is a guess until measured on a GPU (issue 29).
+#: 4 (at 32 px 2.02x the images per hour of batch 1 with --workers 2; docs/benchmarks.md,
+#: benchmarks/batched.py), but 1 for priors above :data:`CPU_BATCH_MAX_SIDE` px (at 128 px
+#: batch 4 costs 1.28x per image: one image fills the CPU). CUDA: 16 is a guess until
+#: measured on a GPU (issue 29).
 DEFAULT_BATCH = {"cpu": 4, "cuda": 16, "mps": 4}
+CPU_BATCH_MAX_SIDE = 64
 
 
-def default_batch(device: Any) -> int:
-    """``--batch`` for a device (a ``torch.device`` or its type name)."""
-    return DEFAULT_BATCH.get(getattr(device, "type", str(device)), DEFAULT_BATCH["cpu"])
+def default_batch(device: Any, resolution: int = 32) -> int:
+    """``--batch`` for a device (a ``torch.device`` or its type name) and a prior's resolution.
+
+    >>> default_batch("cpu"), default_batch("cpu", 128), default_batch("cuda", 128)
+    (4, 1, 16)
+    """
+    kind = getattr(device, "type", str(device))
+    if kind == "cpu" and resolution > CPU_BATCH_MAX_SIDE:
+        return 1
+    return DEFAULT_BATCH.get(kind, DEFAULT_BATCH["cpu"])
 
 
 # ----------------------------------------------------------------------------- discovery

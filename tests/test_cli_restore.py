@@ -842,3 +842,21 @@ def test_sigterm_is_handled_as_ctrl_c_and_exits_143(plugin_dist, tiny_files, tmp
     assert json.loads((tmp_path / "m.json").read_text()) == records
     assert files(tmp_path / "out") == []
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+# ----------------------------------------------------------------------------- blind deblurring
+def test_a_blind_fit_simulates_with_its_own_spec_and_reports_the_width(run, tmp_path):
+    save_image(tmp_path / "a.png", 32, 32)
+    refused = run("a.png", "--degrade", "blur:sigma=auto", "--simulate")
+    assert refused.exit_code == 2 and files(tmp_path / "out") == []
+    assert error_lines(refused.stderr) == [
+        "Error: blur: cannot simulate an observation with sigma=auto (the value is unknown); give the "
+        "simulation its own spec with the true value, e.g. --simulate-with blur:sigma=2.0,size=17"]
+    result = run("a.png", "--degrade", "blur:sigma=auto", "--simulate-with", "blur:sigma=1.5", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    [record] = json.loads(result.stdout)
+    assert record["observation"] is not None and record["result"] is not None  # --simulate implied
+    run_json = json.loads((tmp_path / "out" / "a_run.json").read_text())
+    fitted = run_json["fitted"]["final"]["blur.sigma"]
+    assert 0.3 <= fitted <= 4.0 and run_json["simulated_with"] == ["blur:sigma=1.5,size=7"]
+    assert "--simulate-with blur:sigma=1.5" in run_json["command"]

@@ -97,6 +97,8 @@ def _command_args(opts: dict[str, Any], specs: list[str], preset_name: str) -> t
              "--device", opts["device"], "--fit", opts["fit"]]
     if opts["simulate"]:
         args.append("--simulate")
+    for spec in opts.get("simulate_with") or ():
+        args += ["--simulate-with", spec]
     if opts["iterations_scale"] != 1.0:
         args += ["--iterations-scale", repr(opts["iterations_scale"])]
     if opts.get("runs") is not None:
@@ -262,6 +264,10 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None) -> None:
                    "else crop.")
 @click.option("--simulate", is_flag=True,
               help="The input is clean: degrade it first, then score the observation and the result against it.")
+@click.option("--simulate-with", "simulate_with", multiple=True, metavar="SPEC",
+              help="Degrade the clean input with SPEC (repeatable, in order) instead of --degrade; implies "
+                   "--simulate. For a fit that starts blind: --degrade blur:sigma=auto --simulate-with "
+                   "blur:sigma=2.")
 @click.option("--metrics", "metrics_path", type=click.Path(path_type=Path), default=None, metavar="FILE.json",
               help="Also write the JSON list to this file (its folder created if missing; not on exit 2; "
                    "replaced by --resume).")
@@ -280,9 +286,9 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None) -> None:
               "(folders created if missing).")
 @click.option("--batch", type=click.IntRange(1), default=None, metavar="N",
               help="Optimize N generator copies together (images x runs: memory and compute grow with N); "
-                   "the results do not depend on N beyond float rounding [default: 4 on a CPU (batching "
-                   "gives a CPU little; a folder's shared latent candidates give it more); 16 on CUDA, a "
-                   "guess until measured on a GPU].")
+                   "the results do not depend on N beyond float rounding [default: on a CPU 4 for priors up "
+                   "to 64 px (2x the images per hour of batch 1 at 32 px), 1 above (a 128-px image fills "
+                   "the CPU); 16 on CUDA, a guess until measured on a GPU].")
 @click.option("--resume", is_flag=True,
               help="Skip each input that is complete (its NAME_run.json, written last, was made by this same "
                    "command and every output it lists exists) and still report it, its record read back "
@@ -297,7 +303,8 @@ def _emit(records: list[dict[str, Any]], metrics_path: Path | None) -> None:
 @click.pass_context
 def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple[str, ...], prior: str,
                     weights: Path | None, class_: str | None, preset: str | None, seed: int, device: str,
-                    out_dir: Path, fit: str, simulate: bool, metrics_path: Path | None, sheet: bool,
+                    out_dir: Path, fit: str, simulate: bool, simulate_with: tuple[str, ...],
+                    metrics_path: Path | None, sheet: bool,
                     iterations_scale: float, runs: int | None, precision: str, save_state: Path | None,
                     batch: int | None, resume: bool, workers: int, overwrite: bool, quiet: bool) -> None:
     """Restore INPUT images (files or folders) with a deep generative prior.
@@ -335,15 +342,23 @@ def restore_command(ctx: click.Context, inputs: tuple[Path, ...], degrade: tuple
         _check_metrics_path(metrics_path, out_dir, overwrite or resume, protect)
     if save_state is not None:
         _check_save_state(save_state, entries, out_dir, protect)
+    simulate = simulate or bool(simulate_with)
     setup = prepare_restore(list(degrade), prior, preset=preset, label=class_, weights=weights,
-                            device=device if ranks is None else ranks.device(device))
+                            device=device if ranks is None else ranks.device(device),
+                            simulate_with=list(simulate_with) or None)
+    if simulate:
+        from dgp_toolkit.restoration import simulation_of
+
+        simulation_of(setup)  # blur:sigma=auto with --simulate and no --simulate-with: exit 2 now
     opts = dict(prior=prior, weights=weights, class_=class_, preset=preset, seed=seed, device=device,
-                fit=fit, simulate=simulate, iterations_scale=iterations_scale, runs=runs, precision=precision)
+                fit=fit, simulate=simulate, simulate_with=list(simulate_with), iterations_scale=iterations_scale,
+                runs=runs, precision=precision)
     job = folder.FolderJob(
         out_dir=out_dir, options=RunOptions(seed=seed, precision=precision, iterations_scale=iterations_scale,
                                             runs=runs),
         command=_command_args(opts, setup.specs, folder.preset_name(setup)),
-        fit=fit, simulate=simulate, batch=batch or folder.default_batch(setup.prior.device), sheet=sheet,
+        fit=fit, simulate=simulate, batch=batch or folder.default_batch(setup.prior.device, setup.prior.resolution),
+        sheet=sheet,
         overwrite=overwrite, resume=resume, save_state=save_state, protect=protect, quiet=quiet,
         debug=bool(ctx.find_root().params.get("debug")))
     plan = folder.make_plan(entries, job)
