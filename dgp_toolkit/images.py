@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dgp_toolkit.errors import DGPError, DGPUsageError
+from dgp_toolkit.paths import same_file
 from dgp_toolkit.paths import input_file_problem, new_file_mode
 
 __all__ = [
@@ -390,15 +391,6 @@ def to_pil(image: Any) -> Image.Image:
     return Image.fromarray(to_array(image))
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
-
-
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, overwrite: bool = False,
                  protect: Iterable[str | os.PathLike] = ()) -> Path:
     """Write a file through ``write(binary_file)`` atomically; return its path.
@@ -411,7 +403,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
     """
     path = Path(path)
     for other in protect:
-        if _same_file(path, Path(other)):
+        if same_file(path, Path(other)):
             raise DGPUsageError(f"{path}: refusing to overwrite an input image; choose another output")
     if path.is_dir():
         raise DGPUsageError(f"{path}: is a folder; give an output file name")

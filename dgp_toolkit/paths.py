@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dgp_toolkit.errors import DGPUsageError
 
-__all__ = ["check_input_file", "check_output_file", "check_output_folder", "input_file_problem",
+__all__ = ["same_file", "check_input_file", "check_output_file", "check_output_folder", "input_file_problem",
            "new_file_mode"]
 
 _KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
@@ -110,7 +110,7 @@ def check_output_file(path: str | os.PathLike, option: str = "", *, overwrite: b
     path = Path(path)
     where = f"{option} {path}" if option else str(path)
     for source in protect:
-        if _same_file(path, Path(source)):
+        if same_file(path, Path(source)):
             raise DGPUsageError(f"{where}: refusing to overwrite an input; choose another output")
     if path.is_dir():
         raise DGPUsageError(f"{where}: is a folder; give a file name")
@@ -125,7 +125,8 @@ def check_output_file(path: str | os.PathLike, option: str = "", *, overwrite: b
     return path
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` name the same file (by inode when both exist, else by resolved path)."""
     try:
         if a.exists() and b.exists():
             return os.path.samefile(a, b)
