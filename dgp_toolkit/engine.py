@@ -303,6 +303,39 @@ class _Final:
     steps: int
 
 
+@dataclasses.dataclass
+class _Trainables:
+    """What a batch's optimization changes (see :meth:`BatchRun._trainables`)."""
+
+    G: Any
+    z: torch.Tensor
+    fitted: Any
+    optimizers: tuple[Any, Any, Any]  # generator stages, latents, fitted values (or None)
+    rollback: "Rollback"
+    features: Any
+    embedding: Callable[[], torch.Tensor]
+
+
+class _StageEnds:
+    """Per image, what it was at the end of each stage it completed: the generator's output
+    (the snapshots, when kept) and the fitted degradation values."""
+
+    def __init__(self, batch: int, *, keep_images: bool) -> None:
+        self.keep_images = keep_images
+        self.images: list[list[torch.Tensor]] = [[] for _ in range(batch)]
+        self.values: list[list[dict[str, float]]] = [[] for _ in range(batch)]
+
+    def record(self, x: torch.Tensor, fitted: Any, finals: dict[int, Any]) -> None:
+        values = fitted.snapshot() if len(fitted) else None
+        for i in range(len(self.images)):
+            if i in finals:  # stopped during this stage
+                continue
+            if self.keep_images:
+                self.images[i].append(x[i:i + 1].detach().float().clone())
+            if values is not None:
+                self.values[i].append(values[i])
+
+
 def _set_layout(module: torch.nn.Module, layout: torch.memory_format) -> None:
     """Put a module's 4-d tensors in ``layout``, in place (``Module.to`` refuses the stacked
     copies' 5-d weights; their grouped convolutions see 4-d views)."""
@@ -382,15 +415,46 @@ class BatchRun:
         return torch.stack(zs).clone(), torch.stack(ys), scores
 
     # ------------------------------------------------------------------ optimization
-    def _open_stage(self, s_idx: int, stage: Any, optimizers: tuple[Any, Any, Any], fitted: Any) -> None:
-        opt_g, opt_z, opt_l = optimizers
+    def _open_stage(self, s_idx: int, stage: Any, t: "_Trainables", in_on: bool) -> bool:
+        """Set the stage's learning rates and trainable stages; switch the instance-norm path
+        as the stage says. Returns whether it is on."""
+        opt_g, opt_z, opt_l = t.optimizers
         if opt_l is not None:
-            fitted.set_stage(opt_l, s_idx)
+            t.fitted.set_stage(opt_l, s_idx)
         for i, group in enumerate(opt_g.param_groups):
             group["base_lr"] = stage.group_lr(i)
             for p in group["params"]:
                 p.requires_grad_(group["base_lr"] > 0)
         opt_z.param_groups[0]["base_lr"] = stage.z_lr
+        if stage.use_in != in_on:
+            self.prior.set_instance_norm(stage.use_in, model=t.G)
+        return stage.use_in
+
+    def _trainables(self, z0: torch.Tensor, classes: torch.Tensor) -> "_Trainables":
+        """The generator copies, latents, fitted degradation values, their optimizers and the
+        roll-back state of a batch."""
+        from dgp_toolkit.learnable import FittedValues
+
+        prior, batch, tune_embed = self.prior, len(self.jobs), bool(self.preset.update_embed)
+        G = prior.generator_copies(batch, tune_embedding=tune_embed)
+        if self.channels_last:
+            _set_layout(G, torch.channels_last)
+        groups = prior.stages(G, include_embedding=tune_embed)
+        z = z0.detach().clone().requires_grad_(True)
+        fitted = FittedValues(self.learnables, batch, device=self.device)
+        # Not the fused Adam kernel, although it saves 1.6 ms of a ~33 ms step here: its
+        # updates differ from the default's by ~1% after 80 steps, and some 1,000-step runs
+        # amplify that into a different result (one denoising dev image: 19.4 against 25.6 dB).
+        adam = dict(betas=(0.0, 0.999), eps=1e-8)
+        optimizers = (torch.optim.Adam([{"params": g, "lr": 0.0} for g in groups], **adam),
+                      torch.optim.Adam([z], lr=0.0, **adam),
+                      torch.optim.Adam(fitted.param_groups(0), **adam) if len(fitted) else None)
+        tuned = {f"{i}.{j}": p for i, g in enumerate(groups) for j, p in enumerate(g)}
+        rollback = Rollback({**tuned, **{f"fitted.{k}": r for k, r in enumerate(fitted.raw)}}, z)
+        fixed = None if tune_embed else prior.embed(classes, model=G).detach()
+        features = prior.feature_extractor(channels_last=self.channels_last) if self.optimizes_with_d else None
+        return _Trainables(G, z, fitted, optimizers, rollback, features,
+                           embedding=lambda: prior.embed(classes, model=G) if fixed is None else fixed)
 
     def _losses_of(self, x: torch.Tensor, z: torch.Tensor, stage: Any, features: Any, fitted: Any) -> torch.Tensor:
         """The weighted loss terms, ``(B, 1 + terms)``: the total per image, then each term."""
@@ -423,75 +487,44 @@ class BatchRun:
     def optimize(self, z0: torch.Tensor, classes: torch.Tensor,
                  progress: Callable[[ProgressEvent], None] | None = None) -> list[EngineResult]:
         t0 = time.perf_counter()
-        prior, schedule, batch = self.prior, self.schedule, len(self.jobs)
-        tune_embed = bool(self.preset.update_embed)
-        G = prior.generator_copies(batch, tune_embedding=tune_embed)
-        features = prior.feature_extractor(channels_last=self.channels_last) if self.optimizes_with_d else None
-        if self.channels_last:
-            _set_layout(G, torch.channels_last)
-        groups = prior.stages(G, include_embedding=tune_embed)
-        z = z0.detach().clone().requires_grad_(True)
-        embedding = None if tune_embed else prior.embed(classes, model=G).detach()
-        # Not the fused Adam kernel, although it saves 1.6 ms of a ~33 ms step here: its
-        # updates differ from the default's by ~1% after 80 steps, and some 1,000-step runs
-        # amplify that into a different result (one denoising dev image: 19.4 against 25.6 dB).
-        opt_g = torch.optim.Adam([{"params": g, "lr": 0.0} for g in groups], betas=(0.0, 0.999), eps=1e-8)
-        opt_z = torch.optim.Adam([z], lr=0.0, betas=(0.0, 0.999), eps=1e-8)
-        from dgp_toolkit.learnable import FittedValues
-
-        fitted = FittedValues(self.learnables, batch, device=self.device)
-        opt_l = torch.optim.Adam(fitted.param_groups(0), betas=(0.0, 0.999), eps=1e-8) if len(fitted) else None
-        optimizers = (opt_g, opt_z, opt_l)
-        tuned = {f"{i}.{j}": p for i, g in enumerate(groups) for j, p in enumerate(g)}
-        rollback = Rollback({**tuned, **{f"fitted.{k}": r for k, r in enumerate(fitted.raw)}}, z)
-        fitted_stages: list[list[dict[str, float]]] = [[] for _ in range(batch)]
+        schedule, batch = self.schedule, len(self.jobs)
+        t = self._trainables(z0, classes)
+        optimizers = [opt for opt in t.optimizers if opt is not None]
         hist = torch.zeros(schedule.total_iterations, batch, len(self._losses) + 1, device=self.device)
         finals: dict[int, _Final] = {}
-        snapshots: list[list[torch.Tensor]] = [[] for _ in range(batch)]
+        stage_ends = _StageEnds(batch, keep_images=self.options.snapshots)
         running = torch.ones(batch, dtype=torch.bool, device=self.device)
         step, in_on = 0, False
         for s_idx, stage in enumerate(schedule.stages):
-            self._open_stage(s_idx, stage, optimizers, fitted)
-            if stage.use_in != in_on:
-                prior.set_instance_norm(stage.use_in, model=G)
-                in_on = stage.use_in
+            in_on = self._open_stage(s_idx, stage, t, in_on)
             stage_end = step + stage.iterations
             while step < stage_end and len(finals) < batch:
-                for opt in filter(None, optimizers):
-                    for group in opt.param_groups:
-                        group["lr"] = group["base_lr"] * schedule.lr_factor(step)
+                for group in (g for opt in optimizers for g in opt.param_groups):
+                    group["lr"] = group["base_lr"] * schedule.lr_factor(step)
                 with autocast(self.device, self.precision):
-                    x = prior.generate(z, embedding=prior.embed(classes, model=G) if tune_embed else embedding,
-                                       model=G)
-                rows = self._losses_of(x.float(), z, stage, features, fitted)
-                for opt in filter(None, optimizers):
+                    x = self.prior.generate(t.z, embedding=t.embedding(), model=t.G)
+                rows = self._losses_of(x.float(), t.z, stage, t.features, t.fitted)
+                for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
                 torch.where(running, rows[:, 0], 0.0).sum().backward()  # stopped images add nothing
                 checked = (step + 1) % self.options.check_every == 0 or step + 1 == stage_end
                 if checked:
-                    rollback.stash(z)
-                for opt in filter(None, optimizers):
+                    t.rollback.stash(t.z)
+                for opt in optimizers:
                     opt.step()
                 hist[step] = rows.detach()
                 step += 1
                 if checked:
-                    self._check(step, s_idx, hist[step - 1], rollback, z, in_on, finals, running, progress, t0)
-            values = fitted.snapshot() if len(fitted) else None
-            for i in range(batch):
-                if i not in finals:  # the stages each image completed
-                    snapshots[i].append(x[i:i + 1].detach().float().clone())
-                    if values is not None:
-                        fitted_stages[i].append(values[i])
+                    self._check(step, s_idx, hist[step - 1], t.rollback, t.z, in_on, finals, running, progress, t0)
+            stage_ends.record(x, t.fitted, finals)
             if len(finals) == batch:
                 break
-        if not self.options.snapshots:
-            snapshots = [[] for _ in range(batch)]
         self.timings["optimize_s"] = time.perf_counter() - t0
-        results = self._results(G, z, classes, rollback, finals, in_on, hist[:step], snapshots)
+        results = self._results(t.G, t.z, classes, t.rollback, finals, in_on, hist[:step], stage_ends.images)
         for i, res in enumerate(results):  # after _results put every image's kept state back
-            if len(fitted):
-                res.fitted, res.fitted_notes = fitted.report(i)
-                res.fitted_stages = fitted_stages[i]
+            if len(t.fitted):
+                res.fitted, res.fitted_notes = t.fitted.report(i)
+                res.fitted_stages = stage_ends.values[i]
         return results
 
     def _check(self, step: int, s_idx: int, row: torch.Tensor, rollback: Rollback, z: torch.Tensor, in_on: bool,
