@@ -234,10 +234,15 @@ class CandidateCache:
         self.computed = 0  # keys computed (for tests and benchmarks)
 
     def get(self, prior: Any, degradation: Any, preset: Any, seed: int, class_index: int | None,
-            precision: str) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+            precision: str, learnables: Sequence[Any] | None = None,
+            ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """The candidates ``(z, y)`` and their degraded D features for this key; ``learnables``
+        (``learnable_specs(degradation, preset)``, computed here when not given) are the
+        degradation's fitted parameters, scored at their starting values."""
         from dgp_toolkit.learnable import learnable_specs, starting_key
 
-        learnables = learnable_specs(degradation, preset)
+        if learnables is None:
+            learnables = learnable_specs(degradation, preset)
         key = (id(prior), seed, class_index, int(preset.select_num), float(preset.sample_std),
                degradation_key(degradation), starting_key(learnables), precision)
         if key in self._entries:
@@ -400,7 +405,7 @@ class BatchRun:
         zs, ys, scores = [], [], []
         for i, job in enumerate(self.jobs):
             z, y, feats = self.cache.get(self.prior, self.degradation, self.preset, job.seed, job.class_index,
-                                         self.precision)
+                                         self.precision, self.learnables)
             if z.shape[0] == 1:
                 best, score = 0, float("nan")
             else:

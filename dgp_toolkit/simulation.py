@@ -26,7 +26,6 @@ import torch
 
 from dgp_toolkit.errors import DGPUsageError
 from dgp_toolkit.learnable import learnable_specs
-from dgp_toolkit.registry import parse_degradation
 
 __all__ = ["Simulation", "resolve_simulation"]
 
