@@ -10,8 +10,7 @@ import sys
 
 import pytest
 import torch
-
-from tiny import benchmark_module
+from tiny import benchmark_module, needs_dev_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,6 +78,7 @@ def test_summary_pairs_with_the_true_sigma_fit_and_reports_the_fitted_sigma(benc
     assert "sigma 2: blind within 0.5 dB of non-blind (-0.20 dB, N 3)" in table
 
 
+@needs_dev_split
 def test_main_checks_its_arguments_and_its_folder(bench, tiny_biggan, tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         bench.main(["--methods", "blind,guess", "--out", str(tmp_path)])

@@ -10,8 +10,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-
-from tiny import benchmark_module
+from tiny import benchmark_module, needs_dev_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,6 +36,7 @@ def test_wilson_interval_and_mcnemar(modules):
     assert acc.mcnemar_p(10, 0) == pytest.approx(2 * 0.5**10)
 
 
+@needs_dev_split
 def test_save_images_writes_every_tile_and_the_accuracy_is_scored_on_them(modules, tiny_biggan, tmp_path):
     quality, acc = modules
     out = tmp_path / "run"

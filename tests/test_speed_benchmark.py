@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tiny import benchmark_module
+from tiny import benchmark_module, needs_dev_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +36,7 @@ def test_old_layout_reads_as_one_run(speed, tmp_path):
     assert "| denoising | 700 | 500 | 1.7 | 3.0 | 12.0 | 16.7 | 450 |" in table
 
 
+@needs_dev_split
 def test_a_run_of_one_part_keeps_the_others(tmp_path):
     (tmp_path / "speed.json").write_text(json.dumps(OLD))
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--parts", "selection",

@@ -109,6 +109,17 @@ def image(seed: int = 1) -> torch.Tensor:
     return torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
+#: The CIFAR-10 dev split in ../shared (beside the repository in CI; absent in a clone elsewhere).
+DEV_SPLIT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "test_dev_jpeg.npz"
+
+
+def needs_dev_split(test):
+    """Skip ``test`` where ../shared's CIFAR-10 dev split is not beside the repository."""
+    import pytest
+
+    return pytest.mark.skipif(not DEV_SPLIT.exists(), reason="the CIFAR-10 dev split (../shared) is not here")(test)
+
+
 def benchmark_module(name: str, alias: str | None = None):
     """``benchmarks/NAME.py`` imported as a module (``alias`` in ``sys.modules``, which its
     dataclasses need), with ``benchmarks/`` on ``sys.path`` for its own imports."""
